@@ -1,0 +1,12 @@
+"""Attaches every command family to the root app. Add a family here and nowhere else."""
+
+from __future__ import annotations
+
+import typer
+
+from cdb.cli import bench, db, demo, dlq, pending, projections, schema, servers, streams
+
+
+def register(app: typer.Typer) -> None:
+    for family in (servers, demo, streams, pending, dlq, projections, db, schema, bench):
+        family.register(app)

@@ -1,0 +1,25 @@
+"""Option declarations shared by every command, so the same flag means the same everywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document instead of tables (for scripts).")
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Key namespace (default: CDB_NAMESPACE or 'cdb'); sandboxes never collide.",
+    ),
+]
+TopicArg = Annotated[str, typer.Argument(help="Topic name from streams/topology.toml.")]
+GroupOpt = Annotated[
+    str | None, typer.Option("--group", "-g", help="Consumer group declared for the topic.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]

@@ -1,0 +1,110 @@
+"""Every error cdb raises on purpose, in one tree.
+
+    CdbError                        base: catch this to catch everything cdb means to raise
+    ├── ConfigError                 a setting is missing or malformed (names the setting)
+    ├── ContractError               input does not satisfy a contract (names field, value, rule)
+    │   ├── UnknownEventTypeError   no contract is registered for (event_type, schema_version)
+    │   └── SchemaDriftError        a model no longer matches its committed JSON Schema
+    ├── TopologyError               streams/topology.toml is malformed or names an unknown topic/group
+    ├── StoreError                  the event store could not do what was asked
+    │   ├── ConcurrencyError        expected version != actual version (names both and the stream)
+    │   ├── DuplicateBatchError     a batch mixes already-stored and new event ids
+    │   ├── StoreUnavailableError   Redis cannot be reached (after retries)
+    │   └── UnsafeServerError       Redis is configured so that history could be lost
+    ├── ServerError                 an embedded server could not be started, stopped or found
+    └── HandlerRejected             raised by a handler: this entry can never succeed (dead-letter now)
+
+The CLI turns any CdbError into one clear line and a non-zero exit code; a bare traceback
+from cdb is a bug.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CdbError(Exception):
+    """Base of every error cdb raises on purpose."""
+
+
+class ConfigError(CdbError):
+    """A setting is missing or malformed."""
+
+
+class ContractError(CdbError):
+    """Input does not satisfy a contract.
+
+    ``problems`` holds one ``(field, value, rule)`` triple per violation so callers (the CLI,
+    the dead-letter writer) can show every problem, not only the first.
+    """
+
+    def __init__(self, contract: str, problems: list[tuple[str, Any, str]]) -> None:
+        self.contract = contract
+        self.problems = problems
+        details = "; ".join(
+            f"field '{field}' = {_short(value)}: {rule}" for field, value, rule in problems
+        )
+        super().__init__(f"{contract}: {details}")
+
+
+class UnknownEventTypeError(ContractError):
+    """No contract is registered for an (event_type, schema_version) pair."""
+
+    def __init__(self, event_type: str, schema_version: str, known: list[str]) -> None:
+        self.event_type = event_type
+        self.schema_version = schema_version
+        rule = "no contract registered; known: " + ", ".join(sorted(known))
+        super().__init__("EventRegistry", [("event_type", f"{event_type}@{schema_version}", rule)])
+
+
+class SchemaDriftError(ContractError):
+    """A contract model changed in a way that breaks its committed JSON Schema."""
+
+
+class TopologyError(CdbError):
+    """The stream topology is malformed, or a topic/group name is unknown."""
+
+
+class StoreError(CdbError):
+    """The event store could not do what was asked."""
+
+
+class ConcurrencyError(StoreError):
+    """Optimistic concurrency check failed: someone appended first."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream '{stream_id}': expected version {expected}, actual version {actual}"
+        )
+
+
+class DuplicateBatchError(StoreError):
+    """A batch mixes event ids that are already stored with new ones."""
+
+
+class StoreUnavailableError(StoreError):
+    """Redis could not be reached."""
+
+
+class UnsafeServerError(StoreError):
+    """Redis runs with a setting that can lose history (e.g. an evicting maxmemory-policy)."""
+
+
+class ServerError(CdbError):
+    """An embedded server could not be started, stopped or found."""
+
+
+class HandlerRejected(CdbError):
+    """Raised by a handler for an entry that can never succeed: it is dead-lettered at once."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""The event store on Redis Streams: keys, topology, atomic appends and readers."""
