@@ -5,14 +5,14 @@
     ├── ContractError               input does not satisfy a contract (names field, value, rule)
     │   ├── UnknownEventTypeError   no contract is registered for (event_type, schema_version)
     │   └── SchemaDriftError        a model no longer matches its committed JSON Schema
-    ├── TopologyError               streams/topology.toml is malformed or names an unknown topic/group
+    ├── TopologyError               topology.toml is malformed, or an unknown topic/group
     ├── StoreError                  the event store could not do what was asked
     │   ├── ConcurrencyError        expected version != actual version (names both and the stream)
     │   ├── DuplicateBatchError     a batch mixes already-stored and new event ids
     │   ├── StoreUnavailableError   Redis cannot be reached (after retries)
     │   └── UnsafeServerError       Redis is configured so that history could be lost
     ├── ServerError                 an embedded server could not be started, stopped or found
-    └── HandlerRejected             raised by a handler: this entry can never succeed (dead-letter now)
+    └── HandlerRejected             a handler's verdict: this entry can never succeed
 
 The CLI turns any CdbError into one clear line and a non-zero exit code; a bare traceback
 from cdb is a bug.

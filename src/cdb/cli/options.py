@@ -22,4 +22,6 @@ GroupOpt = Annotated[
     str | None, typer.Option("--group", "-g", help="Consumer group declared for the topic.")
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
+]

@@ -7,7 +7,6 @@ from typing import Any
 from cdb.domain.envelope import Contract
 from cdb.errors import UnknownEventTypeError
 
-
 _REGISTRY: dict[tuple[str, str], type[Contract]] = {}
 
 

@@ -11,7 +11,13 @@ from typing import Any
 from cdb.domain.event_types import AGGREGATE_OF, AggregateType, EventType
 from cdb.errors import TopologyError
 
-_POLICY_KEYS = ("max_deliveries", "backoff_base_ms", "backoff_cap_ms", "claim_idle_ms", "batch_size")
+_POLICY_KEYS = (
+    "max_deliveries",
+    "backoff_base_ms",
+    "backoff_cap_ms",
+    "claim_idle_ms",
+    "batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,9 @@ def parse_topology(raw: dict[str, Any], source: Path) -> Topology:
     owner: dict[EventType, str] = {}
     for name, spec in topics_raw.items():
         where = f"{source}: topics.{name}"
-        partitions = _int(spec.get("partitions", defaults.get("partitions", 1)), f"{where}.partitions")
+        partitions = _int(
+            spec.get("partitions", defaults.get("partitions", 1)), f"{where}.partitions"
+        )
         if partitions < 1:
             raise TopologyError(f"{where}.partitions = {partitions}: must be >= 1")
         events: list[EventType] = []
