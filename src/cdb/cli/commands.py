@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from cdb.cli import bench, db, demo, dlq, pending, projections, schema, servers, streams
+from cdb.cli import (
+    bench,
+    db,
+    demo,
+    dlq,
+    pending,
+    projections,
+    replay,
+    schema,
+    servers,
+    streams,
+)
 
 
 def register(app: typer.Typer) -> None:
-    for family in (servers, demo, streams, pending, dlq, projections, db, schema, bench):
+    for family in (servers, demo, streams, pending, dlq, projections, replay, db, schema, bench):
         family.register(app)
