@@ -1,9 +1,197 @@
-"""`cdb bench` commands (placeholder until implemented)."""
+"""`cdb bench ...`: performance, each figure a ratio against a baseline measured in the same run.
+
+One function per benchmark, attached to ``bench_app``; with ``--json`` every benchmark prints
+exactly one JSON object whose ``ratio`` field is its headline figure. Add a benchmark by
+writing its function here and one ``_command("name", function)`` line in :func:`register`.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdb.bench.append import run_append_bench
+from cdb.bench.consume import run as run_consume_bench
+from cdb.bench.project import run as run_project_bench
+from cdb.cli import context
+from cdb.cli.options import JsonOpt
+from cdb.eventstore.topology import load_topology
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmarks: each prints a ratio against a baseline measured in the same run.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this family's commands to the root app."""
+    """Attach this family's commands to the root app (safe to call more than once)."""
+    _command("append", append)
+    _command("consume", consume)
+    _command("project", project)
+    if not any(group.typer_instance is bench_app for group in app.registered_groups):
+        app.add_typer(bench_app, name="bench")
+
+
+def _command(name: str, function: Callable[..., None]) -> None:
+    if not any(info.name == name for info in bench_app.registered_commands):
+        bench_app.command(name)(function)
+
+
+def append(
+    events: Annotated[int, typer.Option(help="Events to append on each side.")] = 200_000,
+    aggregates: Annotated[
+        int, typer.Option(help="Order aggregates the events spread over.")
+    ] = 1000,
+    batch: Annotated[int, typer.Option(help="Appends (and raw XADDs) per pipeline.")] = 500,
+    json_output: JsonOpt = False,
+) -> None:
+    """Store appends (Lua: concurrency + idempotency + topic) vs raw pipelined XADD.
+
+    Uses a throwaway key namespace on the configured (or embedded) Redis and deletes it after.
+    Target: the store at >= 40% of raw XADD.
+    """
+    settings = context.load_settings()
+    client = context.redis_client(settings)
+    try:
+        if json_output:
+            result = run_append_bench(
+                client, load_topology(), events=events, aggregates=aggregates, batch=batch
+            )
+            print(json.dumps(result.as_dict()))
+            return
+        console = Console()
+        with console.status(f"appending {events:,} events twice (store, raw XADD) ..."):
+            result = run_append_bench(
+                client, load_topology(), events=events, aggregates=aggregates, batch=batch
+            )
+    finally:
+        client.close()
+    table = Table(title=f"append: {events:,} ORDER_PLACED events, ~{result.entry_bytes:.0f} bytes")
+    table.add_column("path")
+    table.add_column("events/s", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_row(
+        f"store.append_many ({aggregates} aggregates, {batch}/pipeline)",
+        f"{result.store_events_per_s:,.0f}",
+        f"{result.store_seconds:.2f}",
+    )
+    table.add_row(
+        f"raw XADD (1 stream, {batch}/pipeline)",
+        f"{result.raw_events_per_s:,.0f}",
+        f"{result.raw_seconds:.2f}",
+    )
+    console.print(table)
+    verdict = "meets" if result.ratio >= 0.40 else "BELOW"
+    console.print(f"ratio store/raw: [bold]{result.ratio:.2f}[/bold] ({verdict} the 0.40 target)")
+
+
+def consume(
+    entries: Annotated[
+        int, typer.Option(help="Entries on the topic (each path reads all).")
+    ] = 20_000,
+    json_output: JsonOpt = False,
+) -> None:
+    """Consumer runtime vs a raw XREADGROUP COUNT 1000 + XACK loop (JSON decoded), in one run.
+
+    Runtime paths: no-op handler (contracts decoded) and a handler appending one event per
+    input, each with 1 and 2 worker processes. Targets: no-op >= 40% of raw; 2 workers >= 1.4x.
+    """
+    settings = context.load_settings()
+    client = context.redis_client(settings)
+    url = context.redis_url(settings)
+    try:
+        if json_output:
+            print(json.dumps(run_consume_bench(client, url, entries).as_dict()))
+            return
+        console = Console()
+        with console.status(f"consuming {entries:,} entries along 5 paths ..."):
+            result = run_consume_bench(client, url, entries)
+    finally:
+        client.close()
+    doc = result.as_dict()
+    table = Table(title=f"consume: {entries:,} ALERT_RAISED entries, batches of 1000")
+    table.add_column("path")
+    table.add_column("entries/s", justify="right")
+    table.add_column("seconds", justify="right")
+    for name, rate in doc["entries_per_s"].items():
+        table.add_row(name, f"{rate:,.0f}", f"{result.seconds[name]:.2f}")
+    console.print(table)
+    verdict = "meets" if doc["ratio"] >= 0.40 else "BELOW"
+    console.print(f"ratio runtime no-op/raw: [bold]{doc['ratio']:.2f}[/bold] ({verdict} 0.40)")
+    for key in ("scale_noop_2_vs_1", "scale_append_2_vs_1"):
+        verdict = "meets" if doc[key] >= 1.4 else "BELOW"
+        console.print(f"{key}: [bold]{doc[key]:.2f}[/bold] ({verdict} 1.4)")
+
+
+def project(
+    events: Annotated[
+        int, typer.Option("--events", help="Events the live projector consumes.")
+    ] = 100_000,
+    rebuild_events: Annotated[
+        int, typer.Option("--rebuild-events", help="Events of the rebuild run.")
+    ] = 1_000_000,
+    json_output: JsonOpt = False,
+) -> None:
+    """Live projector vs raw COPY of the same rows, and a rebuild (events/s, peak RSS).
+
+    Uses throwaway databases (the configured server needs CREATEDB) and key namespaces, dropped
+    after. Targets: live >= 15% of raw COPY; rebuild >= 35% of raw COPY, peak RSS < 300 MB.
+    """
+    settings = context.load_settings()
+    client = context.redis_client(settings)
+    redis_url = context.redis_url(settings)
+    database_url = context.database_url(settings)
+    try:
+        if json_output:
+            result = run_project_bench(
+                client, redis_url, database_url, events=events, rebuild_events=rebuild_events
+            )
+            print(json.dumps(result.as_dict()))
+            return
+        console = Console()
+        with console.status(
+            f"projecting {events:,} events, raw COPY, rebuilding {rebuild_events:,} events ..."
+        ):
+            result = run_project_bench(
+                client, redis_url, database_url, events=events, rebuild_events=rebuild_events
+            )
+    finally:
+        client.close()
+    table = Table(title=f"project: {result.events:,} events -> {result.rows:,} rows")
+    table.add_column("path")
+    table.add_column("rows/s", justify="right")
+    table.add_column("events/s", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_row(
+        "raw COPY (same rows, equal tables)",
+        f"{result.raw_rows_per_s:,.0f}",
+        "",
+        f"{result.raw_seconds:.2f}",
+    )
+    table.add_row(
+        "live projector (consumer groups)",
+        f"{result.live_rows_per_s:,.0f}",
+        f"{result.live_events_per_s:,.0f}",
+        f"{result.live_seconds:.2f}",
+    )
+    table.add_row(
+        f"rebuild ({result.rebuild_events:,} events, peak RSS {result.rebuild_peak_rss_mb:.0f} MB)",
+        f"{result.rebuild_rows_per_s:,.0f}",
+        f"{result.rebuild_events_per_s:,.0f}",
+        f"{result.rebuild_seconds:.2f}",
+    )
+    console.print(table)
+    live = "meets" if result.ratio >= 0.15 else "BELOW"
+    rebuilt = "meets" if result.rebuild_ratio >= 0.35 else "BELOW"
+    rss = "meets" if result.rebuild_peak_rss_mb < 300 else "ABOVE"
+    console.print(f"ratio live/raw: [bold]{result.ratio:.2f}[/bold] ({live} the 0.15 target)")
+    console.print(
+        f"ratio rebuild/raw: [bold]{result.rebuild_ratio:.2f}[/bold] ({rebuilt} the 0.35 target); "
+        f"peak RSS {result.rebuild_peak_rss_mb:.0f} MB ({rss} the 300 MB limit)"
+    )
