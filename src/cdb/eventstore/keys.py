@@ -7,7 +7,12 @@ Layout (``ns`` is the configurable namespace, ``k`` the partition index)::
     {ns:k}:topic:<topic>            topic partition stream (the Pub/Sub channel's replacement)
     {ns:k}:dlq:<topic>:<group>      dead letters of one group on one partition
     {ns:k}:hb:<topic>:<group>       hash consumer -> last heartbeat (ms)
+    {ns:k}:ord:<topic>:<group>:<s>  list: unfinished entry ids of aggregate s, in order (runtime)
+    {ns:k}:held:<topic>:<group>     hash entry id -> why it holds its place while not pending
+    {ns:k}:rlock:<topic>:<group>    short lock: one reader at a time reads + records order
+    {ns:k}:reg:<topic>:<group>      id up to which delivered entries have their place in line
     {ns:meta}:audit                 operator actions (dlq requeue/purge, claims)
+    {ns:meta}:lease:<service>       the owner token of the one active replica of a service
 
 The ``{ns:k}`` hash tag puts an aggregate stream, its topic partition and that partition's
 dead letters in one Redis Cluster slot, so an append or a dead-letter move is one atomic step.
@@ -54,8 +59,25 @@ class Keys:
     def heartbeats(self, topic: str, group: str, partition: int) -> str:
         return f"{self.tag(partition)}:hb:{topic}:{group}"
 
+    def order_prefix(self, topic: str, group: str, partition: int) -> str:
+        """Prefix of the per-aggregate order lists; the runtime's Lua appends the aggregate."""
+        return f"{self.tag(partition)}:ord:{topic}:{group}:"
+
+    def held(self, topic: str, group: str, partition: int) -> str:
+        return f"{self.tag(partition)}:held:{topic}:{group}"
+
+    def read_lock(self, topic: str, group: str, partition: int) -> str:
+        return f"{self.tag(partition)}:rlock:{topic}:{group}"
+
+    def registered(self, topic: str, group: str, partition: int) -> str:
+        return f"{self.tag(partition)}:reg:{topic}:{group}"
+
     def audit(self) -> str:
         return f"{{{self.namespace}:meta}}:audit"
+
+    def lease(self, service: str) -> str:
+        """Owner of the active replica of ``service`` (see :mod:`cdb.services.lease`)."""
+        return f"{{{self.namespace}:meta}}:lease:{service}"
 
     def pattern(self) -> str:
         """Glob matching every key of this namespace (for cleanup and listings)."""

@@ -1,0 +1,538 @@
+"""The consumer loop: one handler for one (topic, group), on every partition of the topic.
+
+One cycle per partition:
+
+1. now and then, claim entries of consumers that went silent and remove consumers that are gone;
+2. re-run own entries whose retry backoff elapsed (XCLAIM to self: Redis counts the delivery);
+3. read a batch (XREADGROUP under a short per-group read lock, then one Lua step recording each
+   entry's place in its aggregate's line, see :mod:`cdb.runtime.ordering`);
+4. handle, in entry order, every entry whose aggregate predecessor is finished; park the others;
+5. call ``commit`` if given, append the handlers' outputs (one pipeline), then ack the batch
+   (one round trip).
+
+An entry is acked only after its outputs are durably appended. A failure leaves it pending and
+schedules a retry after the group's backoff; after ``max_deliveries``, or at once for a contract
+violation, an unknown event type or a handler's reject, it moves to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from opentelemetry.trace import TracerProvider
+from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponential
+
+from cdb.domain.envelope import EventEnvelope
+from cdb.errors import ContractError, HandlerRejected, StoreError, StoreUnavailableError
+from cdb.eventstore.codec import decode_fields
+from cdb.eventstore.keys import Keys
+from cdb.eventstore.store import AppendRequest, AppendResult, EventStore
+from cdb.eventstore.topology import GroupPolicy, Topic, Topology
+from cdb.runtime import claim, deadletter, ordering, retry
+from cdb.runtime._util import id_key, now_ms, text
+from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
+from cdb.runtime.heartbeat import Heartbeat, interval_ms
+from cdb.runtime.ordering import PartitionKeys
+from cdb.runtime.tracing import EntryTracer
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    StoreUnavailableError,  # the store's own retries ran out: an outage, not a bad entry
+)
+_PING_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
+_ROUTING = ("rq", "rg")  # fields a requeue adds; not part of the event
+_ACK = Ack()
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    claimed: int = 0
+    reconnects: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    entry_id: str
+    fields: dict[str, str]
+    prev: str = ""  # the aggregate predecessor it waits for ('' = none)
+    held: bool = False  # that predecessor is dead-lettered (or requeued, not yet delivered)
+    delivery_count: int | None = None  # None = ask Redis when it matters
+    checked: bool = True  # prev is current (False after a claim or a resync)
+
+    @property
+    def aggregate(self) -> str:
+        return self.fields.get("s", "")
+
+
+@dataclass
+class _Partition:
+    pk: PartitionKeys
+    parked: dict[str, _Entry] = field(default_factory=dict)
+    retries: retry.RetrySchedule = field(default_factory=retry.RetrySchedule)
+    last_id: str = "0-0"
+    contended: bool = False  # another reader held the read lock: look again soon
+    next_claim_ms: int = 0
+    next_heads_ms: int = 0
+
+
+@dataclass
+class _Cycle:
+    """What one partition cycle decided, applied at its end."""
+
+    ok: list[_Entry] = field(default_factory=list)
+    ok_ids: set[str] = field(default_factory=set)
+    outputs: list[tuple[_Entry, Sequence[AppendRequest]]] = field(default_factory=list)
+    failed: list[tuple[_Entry, str]] = field(default_factory=list)
+
+
+class Consumer:
+    """Runs ``handler`` for ``group`` on ``topic``; call :meth:`run` (or :meth:`step`)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        topology: Topology,
+        namespace: str,
+        *,
+        topic: str,
+        group: str,
+        handler: Handler,
+        store: EventStore | None = None,
+        consumer_name: str | None = None,
+        partitions: Sequence[int] | None = None,
+        block_ms: int = 200,
+        heads_every_ms: int = 20,
+        tracer_provider: TracerProvider | None = None,
+        commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.topic: Topic = topology.topic(topic)
+        self.policy: GroupPolicy = self.topic.group(group)
+        self.group = group
+        self.name = consumer_name or default_consumer_name()
+        self.handler = handler
+        # Called once per cycle after the handlers ran, before outputs are appended and entries
+        # acked (e.g. a projection commits its transaction); raising re-runs the whole cycle.
+        self.commit = commit
+        self.store = store
+        self.stats = ConsumerStats()
+        self._block_ms = block_ms
+        self._heads_every_ms = heads_every_ms
+        self._claim_every_ms = max(50, self.policy.claim_idle_ms // 2)
+        keys = Keys(namespace)
+        chosen = list(partitions) if partitions is not None else list(range(self.topic.partitions))
+        self._parts = [_Partition(PartitionKeys.of(keys, topic, group, p)) for p in chosen]
+        self._heartbeat = Heartbeat(
+            client, [p.pk for p in self._parts], self.name, interval_ms(self.policy.claim_idle_ms)
+        )
+        self._tracer = EntryTracer(topic, group, tracer_provider)
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the group where missing and start heartbeating."""
+        if self._started:
+            return
+        for part in self._parts:
+            ensure_group(self.client, part.pk)
+        self._heartbeat.start()
+        self._started = True
+        self._resync()
+
+    def close(self) -> None:
+        """Stop heartbeating; entries still pending here are claimed by others later."""
+        if self._started:
+            self._heartbeat.stop(forget=True)
+            self._started = False
+
+    def run(self, stop: threading.Event, *, idle_exit: bool = False) -> ConsumerStats:
+        """Cycle until ``stop`` is set (or, with ``idle_exit``, until nothing is left to do)."""
+        self.start()
+        try:
+            while not stop.is_set():
+                busy = self._step_reconnecting(stop)
+                if idle_exit and not busy and not self.has_work():
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    def has_work(self) -> bool:
+        return any(p.parked or len(p.retries) for p in self._parts)
+
+    # -- one cycle -------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One cycle over every partition; returns how many entries were finished."""
+        if not self._started:
+            self.start()
+        finished = 0
+        for part in self._parts:
+            finished += self._cycle(part)
+        if finished == 0:
+            self._wait()
+        return finished
+
+    def _step_reconnecting(self, stop: threading.Event) -> int:
+        try:
+            return self.step()
+        except _TRANSIENT as exc:
+            self._reconnect(exc, stop)
+            return 0
+
+    def _reconnect(self, exc: Exception, stop: threading.Event) -> None:
+        started = time.monotonic()
+        log.warning("consumer %s lost Redis (%s); reconnecting", self.name, exc)
+
+        def ping() -> None:
+            if stop.is_set():
+                return
+            self.client.ping()
+
+        for attempt in Retrying(
+            wait=wait_exponential(multiplier=0.05, max=2.0),
+            retry=retry_if_exception_type(_PING_TRANSIENT),
+            stop=stop_never,
+            reraise=True,
+        ):
+            with attempt:
+                ping()
+        if stop.is_set():
+            return
+        self.stats.reconnects += 1
+        log.warning("consumer %s reconnected after %.1fs", self.name, time.monotonic() - started)
+        self._heartbeat.beat_now()
+        self._resync()
+
+    def _resync(self) -> None:
+        """Adopt own pending entries this process does not track (lost replies, restarts)."""
+        for part in self._parts:
+            known = set(part.parked) | part.retries.ids()
+            rows = self.client.xpending_range(
+                part.pk.stream,
+                part.pk.group,
+                min="-",
+                max="+",
+                count=100_000,
+                consumername=self.name,
+            )
+            missing = [text(r["message_id"]) for r in rows if text(r["message_id"]) not in known]
+            if not missing:
+                continue
+            pipe = self.client.pipeline(transaction=False)
+            for eid in missing:
+                pipe.xrange(part.pk.stream, eid, eid)
+            gone: list[tuple[str, str]] = []
+            for eid, found in zip(missing, pipe.execute(), strict=True):
+                if found:
+                    fields = {text(k): text(v) for k, v in found[0][1].items()}
+                    part.parked[eid] = _Entry(eid, fields, checked=False)
+                else:
+                    gone.append((eid, ""))
+            ordering.ack(self.client, part.pk, gone)
+
+    def _cycle(self, part: _Partition) -> int:
+        now = now_ms()
+        if now >= part.next_claim_ms:
+            self._claim(part)
+            part.next_claim_ms = now + self._claim_every_ms
+        if part.parked and (
+            now >= part.next_heads_ms or any(not e.checked for e in part.parked.values())
+        ):
+            self._check_parked(part)
+            # Behind a dead letter nothing moves until an operator acts: look less often.
+            waiting_on_pending = any(not e.held for e in part.parked.values())
+            part.next_heads_ms = now + (self._heads_every_ms if waiting_on_pending else 1000)
+
+        candidates = self._due_retries(part, now)
+        retried = bool(candidates)
+        candidates += self._read(part, self.policy.batch_size - len(candidates))
+        if not candidates and not any(not e.prev for e in part.parked.values()):
+            return 0
+        if part.parked or retried:
+            # Fresh reads arrive in id order; only a mix needs sorting.
+            candidates.extend(part.parked.values())
+            part.parked = {}
+            candidates.sort(key=lambda e: id_key(e.entry_id))
+
+        cycle = _Cycle()
+        for entry in candidates:
+            if entry.prev and entry.prev not in cycle.ok_ids:
+                part.parked[entry.entry_id] = entry
+                continue
+            self._handle(part, entry, cycle)
+        self._commit(part, cycle)
+        self._append_outputs(part, cycle)
+        ordering.ack(self.client, part.pk, [(e.entry_id, e.aggregate) for e in cycle.ok])
+        for entry, reason in cycle.failed:
+            self._failed(part, entry, reason)
+        self.stats.handled += len(cycle.ok)
+        return len(cycle.ok) + len(cycle.failed)
+
+    def _read(self, part: _Partition, room: int) -> list[_Entry]:
+        if room <= 0:
+            return []
+        entries, last = ordering.read_batch(self.client, part.pk, self.name, room)
+        part.contended = last is None
+        if last:
+            part.last_id = last
+        return [_Entry(e.entry_id, e.fields, prev=e.prev, delivery_count=1) for e in entries]
+
+    def _handle(self, part: _Partition, entry: _Entry, cycle: _Cycle) -> None:
+        fields = entry.fields
+        if "rg" in fields:
+            if fields["rg"] != self.group:
+                # Requeued for another group (reached us through a claim): nothing to do.
+                cycle.ok.append(entry)
+                cycle.ok_ids.add(entry.entry_id)
+                return
+            fields = {k: v for k, v in fields.items() if k not in _ROUTING}
+        try:
+            event = decode_fields(fields)
+        except ContractError as exc:
+            self._dead_letter(part, entry, deadletter.CONTRACT, exc)
+            return
+        delivery = Delivery(
+            topic=part.pk.topic,
+            partition=part.pk.partition,
+            group=self.group,
+            consumer=self.name,
+            entry_id=entry.entry_id,
+            delivery_count=entry.delivery_count or 1,
+            fields=fields,
+        )
+        outcome = self._call(event, delivery)
+        if isinstance(outcome, Ack):
+            cycle.ok.append(entry)
+            cycle.ok_ids.add(entry.entry_id)
+            if outcome.outputs:
+                cycle.outputs.append((entry, outcome.outputs))
+        elif isinstance(outcome, Reject):
+            self._dead_letter(part, entry, deadletter.REJECTED, HandlerRejected(outcome.reason))
+        else:
+            cycle.failed.append((entry, outcome.reason))
+
+    def _call(self, event: EventEnvelope, delivery: Delivery) -> Outcome:
+        if not self._tracer.on:
+            return self._outcome(event, delivery, None)
+        attributes = {
+            "messaging.message.id": delivery.entry_id,
+            "cdb.event_id": str(event.event_id),
+            "cdb.event_type": event.event_type.value,
+            "cdb.stream_id": event.stream_id,
+            "cdb.delivery_count": delivery.delivery_count,
+        }
+        with self._tracer.span(event.metadata.traceparent, attributes) as span:
+            return self._outcome(event, delivery, span)
+
+    def _outcome(self, event: EventEnvelope, delivery: Delivery, span: Any) -> Outcome:
+        try:
+            outcome = self.handler(event, delivery)
+        except HandlerRejected as exc:
+            EntryTracer.mark_failed(span, str(exc))
+            return Reject(exc.reason)
+        except Exception as exc:  # any other failure is worth another try
+            log.info("handler failed on %s: %r", delivery.entry_id, exc)
+            EntryTracer.mark_failed(span, repr(exc))
+            return Retry(f"{type(exc).__name__}: {exc}")
+        if outcome is None:
+            return _ACK
+        if not isinstance(outcome, Ack):
+            EntryTracer.mark_failed(span, outcome.reason)
+        return outcome
+
+    def _commit(self, part: _Partition, cycle: _Cycle) -> None:
+        if self.commit is None or not cycle.ok:
+            return
+        try:
+            self.commit()
+        except Exception as exc:  # nothing of this cycle is done: every entry runs again
+            log.warning("commit failed for %d entries: %r", len(cycle.ok), exc)
+            reason = f"commit failed: {type(exc).__name__}: {exc}"
+            self._unwind(part, cycle, {e.entry_id: reason for e in cycle.ok})
+            cycle.outputs = []
+
+    def _append_outputs(self, part: _Partition, cycle: _Cycle) -> None:
+        if not cycle.outputs:
+            return
+        if self.store is None:
+            raise StoreError("a handler returned outputs but the consumer has no event store")
+        failed: dict[str, str] = {}
+        requests = [req for _, reqs in cycle.outputs for req in reqs]
+        try:
+            results: list[AppendResult | StoreError] = self.store.append_many(requests)
+        except ContractError:
+            results = []
+            for entry, reqs in cycle.outputs:
+                try:
+                    results += self.store.append_many(reqs)
+                except ContractError as exc:
+                    failed[entry.entry_id] = f"reject:{exc}"
+                    results += [StoreError(str(exc))] * len(reqs)
+        pos = 0
+        for entry, reqs in cycle.outputs:
+            for result in results[pos : pos + len(reqs)]:
+                if isinstance(result, StoreError) and entry.entry_id not in failed:
+                    failed[entry.entry_id] = f"{type(result).__name__}: {result}"
+            pos += len(reqs)
+        if failed:
+            self._unwind(part, cycle, failed)
+
+    def _unwind(self, part: _Partition, cycle: _Cycle, failed: dict[str, str]) -> None:
+        # An entry whose outputs did not land is not done, and neither is anything after it
+        # in its aggregate: those re-run after it, in order (handlers are idempotent).
+        blocked: dict[str, str] = {}
+        keep: list[_Entry] = []
+        for entry in cycle.ok:
+            agg = entry.aggregate
+            if agg and agg in blocked:
+                entry.prev, entry.checked = blocked[agg], True
+                part.parked[entry.entry_id] = entry
+                blocked[agg] = entry.entry_id
+            elif entry.entry_id in failed:
+                reason = failed[entry.entry_id]
+                if reason.startswith("reject:"):
+                    self._dead_letter(part, entry, deadletter.REJECTED, HandlerRejected(reason[7:]))
+                else:
+                    cycle.failed.append((entry, reason))
+                if agg:
+                    blocked[agg] = entry.entry_id
+            else:
+                keep.append(entry)
+        cycle.ok = keep
+
+    # -- retry and dead letter -------------------------------------------------------------------
+
+    def _failed(self, part: _Partition, entry: _Entry, reason: str) -> None:
+        count = entry.delivery_count
+        if count is None:
+            count = retry.delivery_counts(self.client, part.pk, [entry.entry_id]).get(
+                entry.entry_id, 1
+            )
+        if count >= self.policy.max_deliveries:
+            error = RuntimeError(reason)
+            self._dead_letter(part, entry, deadletter.EXHAUSTED, error, count)
+            return
+        self.stats.retried += 1
+        part.retries.schedule(entry.entry_id, entry.aggregate, count, self.policy, now_ms())
+
+    def _due_retries(self, part: _Partition, now: int) -> list[_Entry]:
+        due = part.retries.pop_due(now)
+        if not due:
+            return []
+        got = retry.redeliver(self.client, part.pk, self.name, [eid for eid, _, _ in due])
+        out: list[_Entry] = []
+        gone: list[tuple[str, str]] = []
+        for eid, aggregate, count in due:
+            fields = got.get(eid)
+            if fields is None:
+                gone.append((eid, aggregate))  # deleted from the stream meanwhile
+            else:
+                out.append(_Entry(eid, fields, delivery_count=count + 1))
+        ordering.ack(self.client, part.pk, gone)
+        return out
+
+    def _dead_letter(
+        self,
+        part: _Partition,
+        entry: _Entry,
+        reason: str,
+        error: Exception,
+        count: int | None = None,
+    ) -> None:
+        if count is None:
+            count = entry.delivery_count
+        if count is None:
+            count = retry.delivery_counts(self.client, part.pk, [entry.entry_id]).get(
+                entry.entry_id, 1
+            )
+        letter = deadletter.DeadLetter(
+            reason=reason,
+            error_type=type(error).__name__,
+            error=str(error),
+            delivery_count=count,
+            consumer=self.name,
+            entry_id=entry.entry_id,
+            fields=entry.fields,
+        )
+        if deadletter.dead_letter(self.client, part.pk, letter) is not None:
+            self.stats.dead_lettered += 1
+            log.warning(
+                "dead-lettered %s %s (%s): %s", part.pk.topic, entry.entry_id, reason, error
+            )
+
+    # -- claim and parking -----------------------------------------------------------------------
+
+    def _claim(self, part: _Partition) -> None:
+        result = claim.autoclaim(self.client, part.pk, self.name, self.policy.claim_idle_ms)
+        for eid, fields in result.claimed:
+            if eid not in part.parked and eid not in part.retries:
+                part.parked[eid] = _Entry(eid, fields, checked=False)
+        if result.claimed:
+            self.stats.claimed += len(result.claimed)
+            log.info("consumer %s claimed %d entries", self.name, len(result.claimed))
+        claim.reap_consumers(self.client, part.pk, self.name, self.policy.claim_idle_ms)
+
+    def _check_parked(self, part: _Partition) -> None:
+        waiting = sorted(part.parked.values(), key=lambda e: id_key(e.entry_id))
+        verdicts = ordering.waiting_for(
+            self.client, part.pk, [(e.entry_id, e.aggregate) for e in waiting]
+        )
+        for entry, verdict in zip(waiting, verdicts, strict=True):
+            entry.checked = True
+            entry.prev = verdict[2:] if verdict else ""
+            entry.held = verdict.startswith("h:")
+
+    def parked(self) -> dict[str, str]:
+        """Entries waiting behind an unfinished predecessor: entry id -> predecessor id."""
+        return {eid: e.prev for p in self._parts for eid, e in p.parked.items()}
+
+    def _wait(self) -> None:
+        """Block until new entries may be there, a retry falls due or parked entries need a look."""
+        timeout = self._block_ms
+        now = now_ms()
+        for part in self._parts:
+            due = part.retries.next_due_ms()
+            if due is not None:
+                timeout = min(timeout, max(0, due - now))
+            if part.parked:
+                timeout = min(timeout, max(0, part.next_heads_ms - now))
+            timeout = min(timeout, max(0, part.next_claim_ms - now))
+        if any(p.contended for p in self._parts):
+            time.sleep(0.001)
+            return
+        if timeout <= 0:
+            return
+        self.client.xread(
+            {p.pk.stream: p.last_id for p in self._parts}, count=1, block=max(1, timeout)
+        )
+
+
+def ensure_group(client: redis.Redis, pk: PartitionKeys) -> None:
+    """Create the consumer group (from the start of the topic) if it does not exist."""
+    try:
+        client.xgroup_create(pk.stream, pk.group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
