@@ -12,6 +12,8 @@
     │   ├── StoreUnavailableError   Redis cannot be reached (after retries)
     │   └── UnsafeServerError       Redis is configured so that history could be lost
     ├── ServerError                 an embedded server could not be started, stopped or found
+    ├── LeaseHeldError              another replica is the active one of a service (its lease)
+    ├── ProjectionBusyError         another projector owns a projection (one writer per projection)
     └── HandlerRejected             a handler's verdict: this entry can never succeed
 
 The CLI turns any CdbError into one clear line and a non-zero exit code; a bare traceback
@@ -95,6 +97,29 @@ class UnsafeServerError(StoreError):
 
 class ServerError(CdbError):
     """An embedded server could not be started, stopped or found."""
+
+
+class LeaseHeldError(CdbError):
+    """Another process holds the lease of a service: it is the active replica."""
+
+    def __init__(self, service: str, holder: str | None) -> None:
+        self.service = service
+        self.holder = holder
+        super().__init__(
+            f"service '{service}' is already active in this namespace (lease held by "
+            f"{holder or 'an unknown owner'}); stop it or use another --namespace"
+        )
+
+
+class ProjectionBusyError(CdbError):
+    """Another live projector owns the projection: its checkpoint allows one writer only."""
+
+    def __init__(self, projection: str) -> None:
+        self.projection = projection
+        super().__init__(
+            f"projection '{projection}' is already run by another projector on this database; "
+            "this one waits as a standby"
+        )
 
 
 class HandlerRejected(CdbError):

@@ -1,0 +1,274 @@
+"""`cdb bench project`: the projector against raw COPY of the same rows, and a large rebuild.
+
+In one run, on throwaway databases and key namespaces (dropped afterwards, whatever happens):
+
+* live: the sample trading history (``cdb.projections.sample``) is appended to the streams
+  (outside the clock), then every projection's live projector consumes it from its consumer
+  group until caught up. Rate = rows in the projection tables / seconds.
+* raw: the very rows the projector produced, already in memory as Python tuples, are written
+  with ``COPY .. FROM STDIN`` (psycopg ``write_row``) into equal tables (same columns, keys and
+  indexes). Rate = rows / seconds. ``ratio`` = live rate / raw rate.
+* rebuild: ``--rebuild-events`` events are appended to another namespace, then a child process
+  rebuilds every projection from offset 0 into another database and reports its own peak RSS
+  (VmHWM), so the bench's own memory does not count.
+  ``rebuild_ratio`` = rebuild rate (rows / seconds) / raw rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from cdb.eventstore.store import AppendResult, EventStore
+from cdb.eventstore.topology import Topology, load_topology
+from cdb.projections import db, shadow
+from cdb.projections.definitions import load_definitions
+from cdb.projections.engine import Projector, connect, wait_caught_up
+from cdb.projections.rebuild import rebuild
+from cdb.projections.sample import requests
+
+_CHUNK = 500  # cycles appended per pipeline
+_EVENTS_PER_CYCLE = 4.84  # measured average of the sample history
+
+
+@dataclass(frozen=True)
+class ProjectBenchResult:
+    events: int
+    rows: int
+    live_seconds: float
+    raw_seconds: float
+    live_rows_per_s: float
+    live_events_per_s: float
+    raw_rows_per_s: float
+    ratio: float
+    rebuild_events: int
+    rebuild_rows: int
+    rebuild_seconds: float
+    rebuild_events_per_s: float
+    rebuild_rows_per_s: float
+    rebuild_ratio: float
+    rebuild_peak_rss_mb: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def scratch_database(url: str, label: str) -> Iterator[str]:
+    """A new database on the server of ``url`` (needs CREATEDB), dropped afterwards."""
+    name = f"cdb_bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = db.libpq_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        scratch = _with_database(admin, name)
+        db.upgrade(scratch)
+        yield scratch
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
+def scratch_namespace(client: redis.Redis, label: str) -> Iterator[str]:
+    namespace = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield namespace
+    finally:
+        for pattern in (f"{{{namespace}:*", f"{namespace}:*"):
+            batch: list[Any] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+
+
+def append_history(store: EventStore, events: int) -> int:
+    """Append sample cycles until about ``events`` events are stored; returns the count."""
+    cycles = max(1, math.ceil(events / _EVENTS_PER_CYCLE))
+    stored = 0
+    for start in range(0, cycles, _CHUNK):
+        results = store.append_many(list(requests(min(_CHUNK, cycles - start), start=start)))
+        for result in results:
+            if not isinstance(result, AppendResult):
+                raise result
+            stored += len(result.entry_ids)
+    return stored
+
+
+def _tables() -> list[str]:
+    return [t for d in load_definitions().values() for t in d.tables]
+
+
+def _live(client: redis.Redis, topology: Topology, namespace: str, url: str) -> float:
+    started = time.perf_counter()
+    for definition in load_definitions().values():
+        projector = Projector(
+            definition, client, topology, namespace, url, batch_size=1000, block_ms=0
+        )
+        wait_caught_up(projector, timeout_s=3600)
+        projector.close()
+    return time.perf_counter() - started
+
+
+def _raw_copy(url: str) -> tuple[int, float]:
+    """COPY the live tables' rows (read into memory first) into equal tables; time the COPY."""
+    with connect(url) as conn:
+        rows_of: dict[str, list[tuple[Any, ...]]] = {}
+        types_of: dict[str, list[int]] = {}
+        for table in _tables():
+            cur = conn.execute(f"SELECT * FROM public.{table}")  # noqa: S608
+            types_of[table] = [column.type_code for column in cur.description or []]
+            rows_of[table] = cur.fetchall()
+        for definition in load_definitions().values():
+            with conn.transaction():
+                shadow.create_tables(conn, definition, "bench_raw")
+                shadow.create_indexes(conn, definition, "bench_raw")
+                conn.execute("SET CONSTRAINTS ALL DEFERRED")
+                # Tables of several projections share the schema name: move each set aside.
+                conn.execute(f"ALTER SCHEMA bench_raw RENAME TO bench_raw_{definition.name}")
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute("SET CONSTRAINTS ALL DEFERRED")
+            for definition in load_definitions().values():
+                for table in definition.tables:
+                    target = f"bench_raw_{definition.name}.{table}"
+                    with conn.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+                        copy.set_types(types_of[table])
+                        for row in rows_of[table]:
+                            copy.write_row(row)
+        seconds = time.perf_counter() - started
+        for definition in load_definitions().values():
+            with conn.transaction():
+                shadow.drop_schema(conn, f"bench_raw_{definition.name}")
+    return sum(len(r) for r in rows_of.values()), seconds
+
+
+def _count_rows(url: str) -> int:
+    with connect(url) as conn:
+        total = 0
+        for table in _tables():
+            row = conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()  # noqa: S608
+            total += int(row[0]) if row else 0
+        return total
+
+
+def _rebuild_child(redis_url: str, database_url: str, namespace: str) -> dict[str, Any]:
+    """Run in a child process: rebuild every projection, report seconds and rows."""
+    client = redis.Redis.from_url(redis_url)
+    topology = load_topology()
+    started = time.perf_counter()
+    events = 0
+    for definition in load_definitions().values():
+        report = rebuild(definition, client, topology, namespace, database_url, batch_size=1000)
+        events += report.events
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "events": events,
+        "rows": _count_rows(database_url),
+        "peak_rss_kb": _peak_rss_kb(),
+    }
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS. Linux keeps ``ru_maxrss`` across exec (a child would report
+    its parent's peak), so the kernel's per-address-space high-water mark is read first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run(
+    client: redis.Redis,
+    redis_url: str,
+    database_url: str,
+    *,
+    events: int = 100_000,
+    rebuild_events: int = 1_000_000,
+) -> ProjectBenchResult:
+    topology = load_topology()
+    with (
+        scratch_namespace(client, "live") as namespace,
+        scratch_database(database_url, "live") as url,
+    ):
+        store = EventStore(client, topology, namespace, check_server=False)
+        stored = append_history(store, events)
+        live_seconds = _live(client, topology, namespace, url)
+        rows = _count_rows(url)
+        raw_rows, raw_seconds = _raw_copy(url)
+        assert raw_rows == rows
+    with (
+        scratch_namespace(client, "rebuild") as namespace,
+        scratch_database(database_url, "rebuild") as url,
+    ):
+        store = EventStore(client, topology, namespace, check_server=False)
+        rebuild_stored = append_history(store, rebuild_events)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cdb.bench.project",
+                json.dumps({"redis_url": redis_url, "database_url": url, "namespace": namespace}),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"rebuild child failed:\n{child.stderr[-4000:]}")
+        rebuilt = json.loads(child.stdout.strip().splitlines()[-1])
+    peak_kb = int(rebuilt["peak_rss_kb"])
+    live_rate = rows / live_seconds
+    raw_rate = rows / raw_seconds
+    rebuild_rate = rebuilt["rows"] / rebuilt["seconds"]
+    return ProjectBenchResult(
+        events=stored,
+        rows=rows,
+        live_seconds=round(live_seconds, 3),
+        raw_seconds=round(raw_seconds, 3),
+        live_rows_per_s=round(live_rate, 1),
+        live_events_per_s=round(stored / live_seconds, 1),
+        raw_rows_per_s=round(raw_rate, 1),
+        ratio=round(live_rate / raw_rate, 4),
+        rebuild_events=rebuild_stored,
+        rebuild_rows=int(rebuilt["rows"]),
+        rebuild_seconds=round(rebuilt["seconds"], 3),
+        rebuild_events_per_s=round(rebuilt["events"] / rebuilt["seconds"], 1),
+        rebuild_rows_per_s=round(rebuild_rate, 1),
+        rebuild_ratio=round(rebuild_rate / raw_rate, 4),
+        rebuild_peak_rss_mb=round(peak_kb / 1024, 1),
+    )
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    print(json.dumps(_rebuild_child(args["redis_url"], args["database_url"], args["namespace"])))
