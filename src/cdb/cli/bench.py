@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cdb.bench.append import run_append_bench
 from cdb.bench.consume import run as run_consume_bench
+from cdb.bench.pipeline import run as run_pipeline_bench
 from cdb.bench.project import run as run_project_bench
 from cdb.cli import context
 from cdb.cli.options import JsonOpt
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     _command("append", append)
     _command("consume", consume)
     _command("project", project)
+    _command("pipeline", pipeline)
     if not any(group.typer_instance is bench_app for group in app.registered_groups):
         app.add_typer(bench_app, name="bench")
 
@@ -95,6 +97,7 @@ def consume(
     entries: Annotated[
         int, typer.Option(help="Entries on the topic (each path reads all).")
     ] = 20_000,
+    repeat: Annotated[int, typer.Option(help="Runs per path (1-5); the best one counts.")] = 3,
     json_output: JsonOpt = False,
 ) -> None:
     """Consumer runtime vs a raw XREADGROUP COUNT 1000 + XACK loop (JSON decoded), in one run.
@@ -107,11 +110,11 @@ def consume(
     url = context.redis_url(settings)
     try:
         if json_output:
-            print(json.dumps(run_consume_bench(client, url, entries).as_dict()))
+            print(json.dumps(run_consume_bench(client, url, entries, repeat).as_dict()))
             return
         console = Console()
-        with console.status(f"consuming {entries:,} entries along 5 paths ..."):
-            result = run_consume_bench(client, url, entries)
+        with console.status(f"consuming {entries:,} entries along 5 paths, {repeat}x ..."):
+            result = run_consume_bench(client, url, entries, repeat)
     finally:
         client.close()
     doc = result.as_dict()
@@ -195,3 +198,49 @@ def project(
         f"ratio rebuild/raw: [bold]{result.rebuild_ratio:.2f}[/bold] ({rebuilt} the 0.35 target); "
         f"peak RSS {result.rebuild_peak_rss_mb:.0f} MB ({rss} the 300 MB limit)"
     )
+
+
+def pipeline(
+    ticks: Annotated[
+        int, typer.Option("--ticks", min=100, help="Ticks of the throughput phase.")
+    ] = 20_000,
+    rate: Annotated[
+        float, typer.Option("--rate", min=1, help="Ticks/s of the latency phase.")
+    ] = 1000.0,
+    json_output: JsonOpt = False,
+) -> None:
+    """Every service as its own process: ticks/s feed -> caught-up projections, and p50/p99
+    latency tick published -> trade row committed at a fixed rate.
+
+    ``ratio`` = ticks_per_s / 10,000 (the target); the latency target is p99 < 50 ms. Uses
+    throwaway databases (the configured server needs CREATEDB) and key namespaces.
+    """
+    settings = context.load_settings()
+    redis_url = context.redis_url(settings)
+    database_url = context.database_url(settings)
+    if json_output:
+        result = run_pipeline_bench(redis_url, database_url, ticks=ticks, rate=rate)
+        print(json.dumps(result.as_dict()))
+        return
+    console = Console()
+    with console.status(f"pipeline: {ticks:,} ticks flat out, then the recording at {rate:,.0f}/s"):
+        result = run_pipeline_bench(redis_url, database_url, ticks=ticks, rate=rate)
+    table = Table(title="pipeline: signal, risk, execution, portfolio, projector (processes)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row(
+        f"ticks/s feed -> caught-up projections ({result.ticks:,} ticks)",
+        f"{result.ticks_per_s:,.0f}",
+        f"{result.target_ticks_per_s:,.0f}",
+    )
+    table.add_row(
+        f"p50 tick -> trade row ({result.trades} trades at {result.rate:,.0f} ticks/s)",
+        f"{result.p50_ms:.1f} ms",
+        "",
+    )
+    table.add_row(
+        "p99 tick -> trade row", f"{result.p99_ms:.1f} ms", f"< {result.target_p99_ms:.0f} ms"
+    )
+    console.print(table)
+    console.print(f"ratio ticks_per_s / 10,000: [bold]{result.ratio:.3f}[/bold]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cdb.cli import (
+    acl,
     bench,
     db,
     demo,
@@ -12,6 +13,7 @@ from cdb.cli import (
     pending,
     projections,
     replay,
+    run,
     schema,
     servers,
     streams,
@@ -19,5 +21,18 @@ from cdb.cli import (
 
 
 def register(app: typer.Typer) -> None:
-    for family in (servers, demo, streams, pending, dlq, projections, replay, db, schema, bench):
+    for family in (
+        servers,
+        demo,
+        streams,
+        pending,
+        dlq,
+        projections,
+        replay,
+        run,
+        db,
+        schema,
+        bench,
+        acl,
+    ):
         family.register(app)
