@@ -6,6 +6,8 @@ State is a fold over events (:func:`apply`), so it can be rebuilt from the strea
 * ORDER_PLACED puts an order in flight (it counts towards the limits until its result is in),
   SIGNAL_BLOCKED / ORDER_PLACED mark the signal as decided (a redelivered signal is not decided
   twice);
+* a stop-loss's ORDER_REJECTED / ORDER_CANCELLED records the failure (market time) for its
+  position; a later stop-loss placed or filled, or the position going flat, clears it;
 * ORDER_FILLED / ORDER_PARTIALLY_FILLED / ORDER_CANCELLED / ORDER_REJECTED end an order and move
   the position of its strategy and symbol (cumulative reports count once, see
   :class:`~cdb.domain.services.positions.FillLedger`); realised PnL of the current UTC day adds up;
@@ -31,6 +33,10 @@ Rules (env names and defaults of the original system):
   (CIRCUIT_BREAKER_RESET, timestamped at midnight, one per day whatever triggers it).
 * ``STOP_LOSS_PCT`` (0.02): a position whose mark is that far against its entry gets a
   reduce-only close order (``signal_id`` ``stoploss-<id>``), once while it is in flight.
+  A stop-loss that comes back REJECTED or CANCELLED is not retried in answer to that result
+  (nor to any other result or signal): only a later tick of its symbol (timestamp after the
+  failure) tries again, once per tick. Retrying at once would loop forever on an order that can
+  never fill (an empty bar, no market data): each retry is answered by the same failure.
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ RESULT_TYPES = frozenset(
     }
 )
 """Terminal order results: each order gets exactly one of these from execution."""
+
+STOP_FAILED_TYPES = frozenset({EventType.ORDER_CANCELLED, EventType.ORDER_REJECTED})
+"""Results of a stop-loss that closed nothing: retried on a later tick only."""
 
 FOLDED_TYPES = frozenset(
     {
@@ -154,6 +163,7 @@ class InFlight:
     quantity: Decimal
     reduce_only: bool
     price: Decimal
+    stop_loss: bool = False
 
     @property
     def key(self) -> PositionKey:
@@ -178,6 +188,8 @@ class RiskState:
     """Signal ids with their decision (recent ones)."""
     tripped_day: date | None = None
     """The UTC day the breaker tripped on; None while it is not tripped."""
+    stop_failures: Mapping[PositionKey, datetime] = field(default_factory=dict)
+    """Per position, the market time its last stop-loss was rejected or cancelled at."""
 
     @property
     def breaker_tripped(self) -> bool:
@@ -243,7 +255,7 @@ def apply(state: RiskState, event: NewEvent) -> RiskState:
     if isinstance(payload, OrderV1):
         return _apply_order(state, payload)
     if isinstance(payload, OrderResultV1) and event.event_type in RESULT_TYPES:
-        return _apply_result(state, payload)
+        return _apply_result(state, event.event_type, payload)
     if isinstance(payload, CircuitBreakerV1):
         return _apply_breaker(state, event.event_type, payload)
     return state
@@ -279,8 +291,35 @@ def _apply_order(state: RiskState, order: OrderV1) -> RiskState:
         order.quantity,
         order.reduce_only,
         order.target_price or state.mark(order.symbol) or ZERO,
+        stop_loss=_is_stop_loss(order.signal_id),
     )
-    return replace(state, in_flight={**state.in_flight, order.order_id: flight})
+    state = replace(state, in_flight={**state.in_flight, order.order_id: flight})
+    if flight.stop_loss:
+        state = _clear_stop_failure(state, flight.key, order.timestamp)
+    return state
+
+
+def _is_stop_loss(signal_id: str | None) -> bool:
+    return signal_id is not None and signal_id.startswith(STOP_LOSS_PREFIX)
+
+
+def _clear_stop_failure(state: RiskState, key: PositionKey, ts: datetime) -> RiskState:
+    """Forget the failed stop-loss of ``key`` unless it is newer than ``ts``."""
+    failed_at = state.stop_failures.get(key)
+    if failed_at is None or failed_at > ts:
+        return state
+    return replace(state, stop_failures={k: v for k, v in state.stop_failures.items() if k != key})
+
+
+def _apply_stop_result(state: RiskState, event_type: EventType, result: OrderResultV1) -> RiskState:
+    """Remember a failed stop-loss (newest wins); a filled one clears an older failure."""
+    key = (result.strategy_id, result.symbol)
+    if event_type in STOP_FAILED_TYPES:
+        failed_at = state.stop_failures.get(key)
+        if failed_at is not None and failed_at >= result.timestamp:
+            return state
+        return replace(state, stop_failures={**state.stop_failures, key: result.timestamp})
+    return _clear_stop_failure(state, key, result.timestamp)
 
 
 def _apply_breaker(state: RiskState, event_type: EventType, payload: CircuitBreakerV1) -> RiskState:
@@ -293,7 +332,11 @@ def _apply_breaker(state: RiskState, event_type: EventType, payload: CircuitBrea
     return state
 
 
-def _apply_result(state: RiskState, result: OrderResultV1) -> RiskState:
+def _apply_result(state: RiskState, event_type: EventType, result: OrderResultV1) -> RiskState:
+    flight = state.in_flight.get(result.order_id)
+    # The result names its signal; the order in flight tells too when the result lacks it.
+    if _is_stop_loss(result.signal_id) or (flight is not None and flight.stop_loss):
+        state = _apply_stop_result(state, event_type, result)
     in_flight = {k: v for k, v in state.in_flight.items() if k != result.order_id}
     state = replace(state, in_flight=in_flight, finished=state.finished.add(result.order_id))
     ledger, fill = state.ledger.new_part(result)
@@ -301,6 +344,8 @@ def _apply_result(state: RiskState, result: OrderResultV1) -> RiskState:
         return replace(state, ledger=ledger)
     key = (result.strategy_id, result.symbol)
     outcome = apply_fill(state.positions.get(key, Position()), fill)
+    if outcome.after.is_flat:
+        state = _clear_stop_failure(state, key, result.timestamp)
     positions = {**state.positions, key: outcome.after}
     realised_today = state.realised_today
     if utc_day(result.timestamp) == state.day:
@@ -552,7 +597,7 @@ def _stop_losses(state: RiskState, cause: NewEvent, params: RiskParams) -> list[
         if move > -params.stop_loss_pct:
             continue
         closing = _closable(state, key, pos)
-        if closing <= 0:
+        if closing <= 0 or not _may_retry_stop(state, key, cause):
             continue
         trigger = new_id(str(cause.event_id), "STOP_LOSS", *key)
         signal_id = STOP_LOSS_PREFIX + trigger
@@ -592,6 +637,24 @@ def _stop_losses(state: RiskState, cause: NewEvent, params: RiskParams) -> list[
         )
         state = apply_all(state, out[-2:])
     return out
+
+
+def _may_retry_stop(state: RiskState, key: PositionKey, cause: NewEvent) -> bool:
+    """No failed stop-loss for ``key``, or ``cause`` is a tick of its symbol after the failure.
+
+    So the failure's own result (or any other result or signal) never retries it, and each
+    new tick of the symbol tries at most once.
+    """
+    failed_at = state.stop_failures.get(key)
+    if failed_at is None:
+        return True
+    tick = cause.payload
+    return (
+        cause.event_type is EventType.MARKET_DATA_RECEIVED
+        and isinstance(tick, MarketDataV1)
+        and tick.symbol == key[1]
+        and tick.timestamp > failed_at
+    )
 
 
 def _trip(state: RiskState, cause: NewEvent, params: RiskParams, pnl: Decimal) -> list[Emit]:

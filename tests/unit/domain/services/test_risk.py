@@ -11,6 +11,7 @@ from cdb.domain.contracts import (
     AlertV1,
     BlockReason,
     CircuitBreakerV1,
+    MarketDataV1,
     OrderV1,
     Side,
     SignalBlockedV1,
@@ -18,6 +19,7 @@ from cdb.domain.contracts import (
 )
 from cdb.domain.envelope import NewEvent
 from cdb.domain.event_types import EventType
+from cdb.domain.services.execution import ExecutionParams, execute
 from cdb.domain.services.risk import (
     STOP_LOSS_PREFIX,
     Decision,
@@ -347,3 +349,114 @@ def test_a_loss_just_short_of_the_limit_does_not_trip() -> None:
     state, d = step(state, tick("BTC_USDT", "78721", 3), PARAMS)  # -499.9875
     assert d.of_type(EventType.CIRCUIT_BREAKER_TRIPPED) == []
     assert not state.breaker_tripped
+
+
+# --------------------------------------------------------------------------------------------
+# A stop-loss that cannot fill is retried on later ticks only, never in answer to its failure
+
+
+def stopped_out(volume: str = "0") -> tuple[RiskState, OrderV1, NewEvent, NewEvent]:
+    """A long ETH position 2 % under water at minute 2: the state, the stop, its order and tick."""
+    state, d = run([signal_event("ETH_USDT", Side.BUY, "2000", 0)])
+    (order,) = placed(d)
+    state, _ = step(state, filled(order, "2000", 0), PARAMS)
+    bar = tick("ETH_USDT", "1960", 2, volume=volume)
+    state, d = step(state, bar, PARAMS)
+    (stop,) = placed(d)
+    assert stop.signal_id.startswith(STOP_LOSS_PREFIX)
+    (stop_event,) = [e.event for e in d.of_type(EventType.ORDER_PLACED)]
+    return state, stop, stop_event, bar
+
+
+def executed(order_event: NewEvent, bar: NewEvent | None) -> NewEvent:
+    """Execution's result of ``order_event`` against ``bar`` (None: no market data)."""
+    market = None if bar is None else bar.payload
+    assert market is None or isinstance(market, MarketDataV1)
+    return execute(order_event, market, ExecutionParams(), breaker_tripped=False).event
+
+
+@pytest.mark.parametrize(
+    ("volume", "no_market", "result_type"),
+    [
+        ("0", False, EventType.ORDER_CANCELLED),  # an empty bar fills nothing
+        ("50", True, EventType.ORDER_REJECTED),  # no market data to price it
+    ],
+)
+def test_a_failed_stop_loss_is_retried_once_on_the_next_tick_not_on_its_result(
+    volume: str, no_market: bool, result_type: EventType
+) -> None:
+    state, stop, stop_event, bar = stopped_out(volume)
+    result = executed(stop_event, None if no_market else bar)
+    assert result.event_type is result_type
+    state, d = step(state, result, PARAMS)
+    assert placed(d) == []  # not in answer to the failure itself
+    assert state.stop_failures == {("momentum-v1", "ETH_USDT"): stop.timestamp}
+    # Nor to other results, a redelivered tick of the failure's minute, or another symbol.
+    other = fill_event("BTC_USDT", Side.BUY, "0.01", "80000", 2, order_id="o-b", strategy_id="x")
+    for event in (result, other, bar, tick("BTC_USDT", "80000", 3)):
+        state, d = step(state, event, PARAMS)
+        assert placed(d) == []
+    # The next tick of ETH past the stop tries again, exactly once, with a new id.
+    state, d = step(state, tick("ETH_USDT", "1955", 3), PARAMS)
+    (retry,) = placed(d)
+    assert retry.reduce_only is True
+    assert retry.quantity == stop.quantity
+    assert retry.order_id != stop.order_id
+    assert retry.signal_id.startswith(STOP_LOSS_PREFIX)
+    assert [a.code for a in alerts(d)] == ["STOP_LOSS"]
+    assert state.stop_failures == {}  # the retry is in flight: no second one
+    _, d = step(state, tick("ETH_USDT", "1950", 4), PARAMS)
+    assert placed(d) == []
+
+
+def test_a_stop_loss_that_can_never_fill_does_not_loop() -> None:
+    """Every result goes back to risk, as the pipeline routes it; each tick gets one attempt."""
+    state, _, stop_event, _ = stopped_out("0")
+    attempts: list[str] = []
+
+    def drain(state: RiskState, pending: list[NewEvent], bar: NewEvent | None) -> RiskState:
+        while pending:
+            assert len(attempts) < 1_000, "risk keeps answering its failed stop-loss anew"
+            order_event = pending.pop()
+            assert isinstance(order_event.payload, OrderV1)
+            attempts.append(order_event.payload.order_id)
+            state, d = step(state, executed(order_event, bar), PARAMS)
+            pending.extend(e.event for e in d.of_type(EventType.ORDER_PLACED))
+        return state
+
+    state = drain(state, [stop_event], None)  # rejected: no market data
+    for minute in range(3, 53):
+        bar = tick("ETH_USDT", "1950", minute, volume="0")
+        state, d = step(state, bar, PARAMS)
+        state = drain(state, [e.event for e in d.of_type(EventType.ORDER_PLACED)], bar)
+    assert len(attempts) == 51  # the first stop, then one per tick after it
+    assert len(set(attempts)) == len(attempts)
+    # The market comes back: the stop fills and the failure is forgotten.
+    bar = tick("ETH_USDT", "1950", 53)
+    state, d = step(state, bar, PARAMS)
+    (stop_event,) = [e.event for e in d.of_type(EventType.ORDER_PLACED)]
+    state, d = step(state, executed(stop_event, bar), PARAMS)
+    assert placed(d) == []
+    assert state.positions[("momentum-v1", "ETH_USDT")].is_flat
+    assert state.stop_failures == {}
+
+
+def test_a_failed_stop_loss_is_remembered_whatever_order_a_rebuild_reads_topics_in() -> None:
+    signal = signal_event("ETH_USDT", Side.BUY, "2000", 0)
+    state, d = run([signal])
+    decisions = [e.event for e in d.events]
+    fill = filled(placed(d)[0], "2000", 0)
+    state, _ = step(state, fill, PARAMS)
+    bar = tick("ETH_USDT", "1960", 2, volume="0")
+    state, d = step(state, bar, PARAMS)
+    decisions += [e.event for e in d.events]
+    (stop_event,) = [e.event for e in d.of_type(EventType.ORDER_PLACED)]
+    result = executed(stop_event, bar)
+    live, _ = step(state, result, PARAMS)
+    assert live.stop_failures
+    orders_first = apply_all(RiskState(), [signal, bar, *decisions, fill, result])
+    results_first = apply_all(RiskState(), [fill, result, signal, bar, *decisions])
+    for rebuilt in (orders_first, results_first):
+        assert rebuilt.stop_failures == live.stop_failures
+        assert rebuilt.in_flight == live.in_flight == {}
+        assert rebuilt.positions == live.positions
