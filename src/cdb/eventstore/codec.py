@@ -13,13 +13,15 @@ needed to route or order an event lives in ``d``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
-from cdb.domain.envelope import EventEnvelope, EventMetadata, NewEvent
+from cdb.domain.envelope import EventEnvelope, EventMetadata, NewEvent, stored_envelope
 from cdb.errors import ContractError
 
 FIELDS = ("id", "n", "s", "t", "v", "d")
@@ -40,16 +42,31 @@ def encode_body(event: NewEvent) -> str:
     one or two of them, and every stored byte is kept forever in two streams. The payload is
     written whole, nulls included, exactly as its contract serialises it.
     """
-    metadata = event.metadata
-    unset = [name for name in _OPTIONAL_METADATA if getattr(metadata, name) is None]
-    if not unset:
-        return event.model_dump_json(include=_BODY)
-    if _ALL_METADATA_OPTIONAL and len(unset) == len(_OPTIONAL_METADATA):
-        return event.model_dump_json(include=_BODY_NO_METADATA)
-    return event.model_dump_json(
-        include={"timestamp": True, "payload": True, "metadata": True},
-        exclude={"metadata": set(unset)},
+    metadata = event.metadata.__dict__
+    unset = tuple(metadata[name] is None for name in _OPTIONAL_METADATA)
+    include, exclude = _BODY_FILTERS[unset]
+    # What model_dump_json does, minus its per-call argument handling (the hot path of appends).
+    return (
+        type(event)
+        .__pydantic_serializer__.to_json(event, include=include, exclude=exclude)
+        .decode()
     )
+
+
+def _body_filter(unset: tuple[bool, ...]) -> tuple[Any, Any]:
+    names = {name for name, none in zip(_OPTIONAL_METADATA, unset, strict=True) if none}
+    if not names:
+        return _BODY, None
+    if _ALL_METADATA_OPTIONAL and len(names) == len(_OPTIONAL_METADATA):
+        return _BODY_NO_METADATA, None
+    return {"timestamp": True, "payload": True, "metadata": True}, {"metadata": names}
+
+
+# include/exclude for every combination of None metadata fields, built once.
+_BODY_FILTERS = {
+    unset: _body_filter(unset)
+    for unset in itertools.product((False, True), repeat=len(_OPTIONAL_METADATA))
+}
 
 
 def encode_fields(event: NewEvent, stream_id: str, seq: int) -> dict[str, str | bytes]:
@@ -70,6 +87,72 @@ RawFields = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, byt
 
 def decode_fields(fields: RawFields) -> EventEnvelope:
     """The envelope stored in one entry; a malformed entry raises :class:`ContractError`."""
+    values = _six(fields)
+    if values is None:  # not exactly the six fields as bytes or str: check everything
+        values = _six_checked(fields)
+    event_id, n, stream_id, event_type, schema_version, d = values
+    body = parse_json(d)
+    if not isinstance(body, dict):
+        raise ContractError(_CONTRACT, [("d", d, "must be a JSON object")])
+    if not body.keys() <= _BODY:
+        unknown = body.keys() - _BODY
+        raise ContractError(
+            _CONTRACT,
+            [(f"d.{key}", body[key], "unknown key in the entry body") for key in sorted(unknown)],
+        )
+    try:
+        seq = int(n)
+    except ValueError:
+        raise ContractError(_CONTRACT, [("n", n, "must be an integer")]) from None
+    data: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": schema_version,
+        "stream_id": stream_id,
+        "sequence_number": seq,
+        **body,
+    }
+    try:
+        return stored_envelope(data)
+    except ValidationError as exc:
+        raise ContractError("EventEnvelope", _problems(exc)) from None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """An entry body as Python values: what ``json.loads`` gives, parsed by pydantic's faster
+    parser; a document that parser refuses goes to ``json.loads`` (which may still accept it,
+    e.g. a lone surrogate escape, or refuse it with its usual message)."""
+    try:
+        return from_json(text, cache_strings=False)
+    except ValueError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ContractError(_CONTRACT, [("d", text, f"must be JSON: {exc}")]) from None
+
+
+_BYTE_FIELDS = tuple(name.encode() for name in FIELDS)
+
+
+def _six(fields: RawFields) -> list[str] | None:
+    """The six values when ``fields`` holds exactly them, all bytes or all str (the usual)."""
+    if len(fields) != len(FIELDS):
+        return None
+    raw: Any = fields
+    try:
+        if b"d" in raw:
+            return [raw[key].decode() for key in _BYTE_FIELDS]
+        values: list[Any] = [raw["id"], raw["n"], raw["s"], raw["t"], raw["v"], raw["d"]]
+    except (KeyError, AttributeError, UnicodeDecodeError, TypeError):
+        return None
+    for value in values:
+        if type(value) is not str:
+            return None
+    return values
+
+
+def _six_checked(fields: RawFields) -> list[str]:
     raw = {_text(key): value for key, value in fields.items()}
     missing = [name for name in FIELDS if name not in raw]
     if missing:
@@ -77,35 +160,7 @@ def decode_fields(fields: RawFields) -> EventEnvelope:
             _CONTRACT,
             [(name, None, "required field of a cdb stream entry is missing") for name in missing],
         )
-    values = {name: _text(raw[name]) for name in FIELDS}
-    try:
-        body = json.loads(values["d"])
-    except ValueError as exc:
-        raise ContractError(_CONTRACT, [("d", values["d"], f"must be JSON: {exc}")]) from None
-    if not isinstance(body, dict):
-        raise ContractError(_CONTRACT, [("d", values["d"], "must be a JSON object")])
-    unknown = body.keys() - _BODY
-    if unknown:
-        raise ContractError(
-            _CONTRACT,
-            [(f"d.{key}", body[key], "unknown key in the entry body") for key in sorted(unknown)],
-        )
-    try:
-        seq = int(values["n"])
-    except ValueError:
-        raise ContractError(_CONTRACT, [("n", values["n"], "must be an integer")]) from None
-    data: dict[str, Any] = {
-        "event_id": values["id"],
-        "event_type": values["t"],
-        "schema_version": values["v"],
-        "stream_id": values["s"],
-        "sequence_number": seq,
-        **body,
-    }
-    try:
-        return EventEnvelope.model_validate(data)
-    except ValidationError as exc:
-        raise ContractError("EventEnvelope", _problems(exc)) from None
+    return [_text(raw[name]) for name in FIELDS]
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, Any, str]]:

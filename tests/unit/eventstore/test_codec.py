@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from cdb.domain.envelope import EventEnvelope, EventMetadata, NewEvent
 from cdb.errors import ContractError, UnknownEventTypeError
-from cdb.eventstore.codec import FIELDS, decode_fields, encode_body, encode_fields
+from cdb.eventstore.codec import (
+    FIELDS,
+    _problems,
+    decode_fields,
+    encode_body,
+    encode_fields,
+    parse_json,
+)
 from tests.eventstore_events import alert, order_filled, order_placed, signal, tick
 
 
@@ -132,3 +143,107 @@ def test_bytes_that_are_not_utf8_are_refused() -> None:
     entry[b"s"] = b"order-\xff"
     with pytest.raises(ContractError, match="UTF-8"):
         decode_fields(entry)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: str(e.event_type))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"id": "6F1C5D2E8F4A4C7E9A1B2D3C4E5F6A7B"},
+        {"n": "0"},
+        {"v": "1.0"},
+        {"v": "2"},
+        {"t": "order_placed"},
+        {"s": "x" * 201},
+        {"d": '{"timestamp": "2026-03-01T10:30:00+01:00", "payload": {}}'},
+        {"rg": "other-group"},
+    ],
+)
+def test_the_fast_read_path_matches_the_normal_validation(
+    event: NewEvent, change: dict[str, str]
+) -> None:
+    fields: dict[str, str | bytes] = {
+        k: v if isinstance(v, str) else v.decode()
+        for k, v in encode_fields(event, "order-o-1", 7).items()
+    }
+    fields.update(change)
+    body = json.loads(fields["d"])
+    data: dict[str, Any] = {
+        "event_id": fields["id"],
+        "event_type": fields["t"],
+        "schema_version": fields["v"],
+        "stream_id": fields["s"],
+        "sequence_number": int(str(fields["n"])),
+        **body,
+    }
+    try:
+        want: Any = EventEnvelope.model_validate(data)
+    except ContractError as exc:
+        want = (type(exc), exc.contract, exc.problems)
+    except ValidationError as exc:
+        want = (ContractError, "EventEnvelope", [p[0] for p in _problems(exc)])
+    entries: list[Mapping[Any, Any]] = [fields, as_redis(dict(fields))]
+    for entry in entries:
+        try:
+            got: Any = decode_fields(entry)
+        except ContractError as exc:
+            got = (type(exc), exc.contract, exc.problems)
+            if exc.contract == "EventEnvelope":
+                got = (ContractError, "EventEnvelope", [p[0] for p in exc.problems])
+        assert got == want
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: str(e.event_type))
+@pytest.mark.parametrize("mask", range(16))
+def test_the_body_is_the_event_dumped_without_its_none_metadata(event: NewEvent, mask: int) -> None:
+    full = {
+        "correlation_id": "c-1",
+        "causation_id": "c-0",
+        "producer": "p",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    metadata = {name: v if mask >> i & 1 else None for i, (name, v) in enumerate(full.items())}
+    changed = event.model_copy(update={"metadata": EventMetadata(**metadata)})
+    dumped = json.loads(changed.model_dump_json())
+    want = {key: dumped[key] for key in ("timestamp", "payload", "metadata")}
+    want["metadata"] = {k: v for k, v in want["metadata"].items() if v is not None}
+    if not want["metadata"]:
+        del want["metadata"]
+    assert encode_body(changed) == json.dumps(want, separators=(",", ":"), ensure_ascii=False)
+    as_stored = EventEnvelope(**dict(changed), stream_id="order-o-1", sequence_number=1)
+    assert encode_body(as_stored) == encode_body(changed)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+def test_bodies_parse_exactly_as_json_loads_does(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert parse_json(text) == json.loads(text)
+    assert parse_json(text.encode("utf-8", "surrogatepass")) == json.loads(
+        text.encode("utf-8", "surrogatepass")
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": NaN}', '{"a": -Infinity}', '{"a": 1e400}', '{"a": 1, "a": 2}', '"\\ud800"', "[1.0]"],
+)
+def test_odd_but_valid_json_parses_as_json_loads_does(text: str) -> None:
+    assert repr(parse_json(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["{not json", "", "[1,]", '{"a": 1} x', "'a'"])
+def test_invalid_json_is_refused_with_json_loads_message(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    with pytest.raises(ContractError) as caught:
+        parse_json(text)
+    assert caught.value.problems == [("d", text, f"must be JSON: {expected.value}")]
