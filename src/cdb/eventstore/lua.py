@@ -7,6 +7,7 @@ restart or ``SCRIPT FLUSH`` the server answers NOSCRIPT and the caller loads it 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ class LuaScript:
         if _text(loaded) != self.sha:
             raise StoreError(f"script {self.name}: server SHA1 {loaded!r} != local {self.sha}")
 
-    def call(self, client: redis.Redis, keys: list[str], args: list[str]) -> Any:
+    def call(self, client: redis.Redis, keys: list[str], args: Sequence[str | bytes]) -> Any:
         """EVALSHA, loading the script first if the server does not have it."""
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)

@@ -91,23 +91,43 @@ def read_batch(
         client.delete(pk.read_lock)  # best effort; the lock also expires by itself
         raise
     rows: list[Any] = reply[0][1] if reply else []  # type: ignore[index, assignment]
-    args = [pk.group, token, pk.order_prefix, text(rows[-1][0]) if rows else ""]
     entries: list[tuple[str, dict[str, str]]] = []
+    ids: list[str] = []
+    aggregates: list[bytes] = []
+    requeued: list[str] = []
     as_bytes = bool(rows) and isinstance(rows[0][0], bytes)
     for raw_id, raw in rows:
         if as_bytes:  # the hot path: plain bytes.decode, no per-item type checks
             eid = raw_id.decode()
             fields = {k.decode(): v.decode() for k, v in raw.items()}
+            aggregates.append(raw.get(b"s", b""))
         else:
             eid, fields = text(raw_id), fields_text(raw or {})
+            aggregates.append(fields.get("s", "").encode())
         entries.append((eid, fields))
-        args += (eid, fields.get("s", ""), fields.get("rg", ""))
-    prevs = _REGISTER.call(client, [pk.stream, pk.read_lock, pk.registered, pk.held], args)
-    out = []
-    for (eid, fields), raw_prev in zip(entries, prevs, strict=True):
-        prev = raw_prev.decode() if isinstance(raw_prev, bytes) else str(raw_prev)
-        if prev != "-":  # "-": requeued for another group, acked by the script
-            out.append(ReadEntry(eid, fields, prev))
+        ids.append(eid)
+        if "rg" in fields:
+            requeued += (str(len(ids)), fields["rg"])
+    args: list[str | bytes] = [
+        pk.group,
+        token,
+        pk.order_prefix,
+        ids[-1] if ids else "",
+        ",".join(ids),
+        ",".join([str(len(a)) for a in aggregates]),
+        b"".join(aggregates),
+        *requeued,
+    ]
+    reply_pairs = _REGISTER.call(client, [pk.stream, pk.read_lock, pk.registered, pk.held], args)
+    # Only entries behind another one come back, as (1-based index, what they wait behind).
+    prevs = [""] * len(entries)
+    for i in range(0, len(reply_pairs), 2):
+        prevs[int(reply_pairs[i]) - 1] = text(reply_pairs[i + 1])
+    out = [
+        ReadEntry(eid, fields, prev)
+        for (eid, fields), prev in zip(entries, prevs, strict=True)
+        if prev != "-"  # "-": requeued for another group, acked by the script
+    ]
     return out, (text(begun[1]) if not rows else "")
 
 
@@ -115,9 +135,14 @@ def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, str]])
     """Ack ``(entry id, aggregate)`` pairs in one step, releasing their place in line."""
     if not done:
         return
-    args = [pk.group, pk.order_prefix]
-    for entry_id, aggregate in done:
-        args += [entry_id, aggregate]
+    aggregates = [aggregate.encode() for _, aggregate in done]
+    args: list[str | bytes] = [
+        pk.group,
+        pk.order_prefix,
+        ",".join([entry_id for entry_id, _ in done]),
+        ",".join([str(len(a)) for a in aggregates]),
+        b"".join(aggregates),
+    ]
     _ACK.call(client, [pk.stream], args)
 
 

@@ -12,7 +12,7 @@ from cdb.domain.envelope import EventEnvelope
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.lua import LuaScript
 from cdb.eventstore.store import AppendRequest, EventStore
-from cdb.runtime import dlq, inspect
+from cdb.runtime import dlq, inspect, ordering
 from cdb.runtime.consumer import Consumer
 from cdb.runtime.handler import Delivery, Handler, Reject
 from cdb.runtime.ordering import PartitionKeys
@@ -223,3 +223,39 @@ def test_a_reader_dying_between_read_and_record_cannot_let_later_entries_jump_ah
 def interleaved_from(store: EventStore, aggregates: list[str], first: int, last: int) -> None:
     for n in range(first, last + 1):
         store.append_many([AppendRequest(a, [alert(a, n)], n - 1) for a in aggregates])
+
+
+def test_lines_hold_any_aggregate_name_and_the_ack_releases_them(
+    redis_client: redis.Redis, namespace: str
+) -> None:
+    # Registration and ack pass a whole batch in a few arguments: aggregate names with commas,
+    # several-byte characters or none at all must still land in (and leave) the right lines.
+    pk = PartitionKeys.of(Keys(namespace), TOPIC, GROUP, 0)
+    redis_client.xgroup_create(pk.stream, GROUP, id="0", mkstream=True)
+    names = ["a,b", "é-ü 🙂", "", "a,b", "plain", "é-ü 🙂", "a"]
+    ids = [decoded(redis_client.xadd(pk.stream, {"s": s} if s else {"x": "1"})) for s in names]
+    read, _ = ordering.read_batch(redis_client, pk, "reader", 100)
+    assert [(e.entry_id, e.prev) for e in read] == [
+        (ids[0], ""),
+        (ids[1], ""),
+        (ids[2], ""),
+        (ids[3], ids[0]),
+        (ids[4], ""),
+        (ids[5], ids[1]),
+        (ids[6], ""),
+    ]
+    lines = {
+        s: [decoded(v) for v in redis_client.lrange(pk.order_prefix + s, 0, -1)] for s in names
+    }
+    assert lines == {
+        "a,b": [ids[0], ids[3]],
+        "é-ü 🙂": [ids[1], ids[5]],
+        "": [],
+        "plain": [ids[4]],
+        "a": [ids[6]],
+    }
+    ordering.ack(redis_client, pk, [(ids[0], "a,b"), (ids[1], "é-ü 🙂"), (ids[2], "")])
+    assert ordering.waiting_for(redis_client, pk, [(ids[3], "a,b"), (ids[5], "é-ü 🙂")]) == ["", ""]
+    ordering.ack(redis_client, pk, [(eid, s) for eid, s in zip(ids[3:], names[3:], strict=True)])
+    assert [k for k in redis_client.scan_iter(match=pk.order_prefix + "*")] == []
+    assert redis_client.xpending(pk.stream, GROUP)["pending"] == 0
