@@ -18,7 +18,14 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.deadletters import DeadLetter, record
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
-from cdb.projections.mapping import EventEnvelope, OrderFill, batch_rows, orders_reported
+from cdb.projections.fold import fold_new_keys
+from cdb.projections.mapping import (
+    EventEnvelope,
+    OrderFill,
+    batch_rows,
+    orders_placed,
+    orders_reported,
+)
 
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
 # the server: the event is dead-lettered and the batch goes on without it.
@@ -36,6 +43,20 @@ class Entry:
     partition: int
     entry_id: str
     fields: RawFields
+
+
+def decode_for(definition: Definition, entry: Entry) -> EventEnvelope | CdbError:
+    """The entry's event for this projection, or the error that dead-letters it."""
+    try:
+        event: EventEnvelope = decode_entry(entry.fields)
+        if event.event_type not in definition.event_types:
+            raise ContractError(
+                definition.name,
+                [("event_type", event.event_type.value, "not consumed by this projection")],
+            )
+        return event
+    except CdbError as exc:
+        return exc
 
 
 @dataclass
@@ -58,6 +79,7 @@ def apply_entries(
     entries: Sequence[Entry],
     *,
     record_dead_letters: bool = True,
+    fold: bool = True,
 ) -> BatchOutcome:
     """Apply the entries not yet covered by the generation's checkpoint; move the checkpoint.
 
@@ -65,57 +87,71 @@ def apply_entries(
     """
     outcome = BatchOutcome()
     current = checkpoints.load(conn, definition.name, generation)
-    fresh: list[Entry] = []
+    covered = {pos: checkpoints.entry_key(cp.last_entry_id) for pos, cp in current.items()}
+    order = {topic: i for i, topic in enumerate(definition.topics)}
+    keyed: list[tuple[tuple[int, int, tuple[int, int]], Entry]] = []
     for entry in entries:
-        if current.get((entry.topic, entry.partition), Checkpoint()).covers(entry.entry_id):
+        key = checkpoints.entry_key(entry.entry_id)
+        if key <= covered.get((entry.topic, entry.partition), (0, 0)):
             outcome.skipped += 1
         else:
-            fresh.append(entry)
-    if not fresh:
+            keyed.append(((order[entry.topic], entry.partition, key), entry))
+    if not keyed:
         return outcome
-    order = {topic: i for i, topic in enumerate(definition.topics)}
-    fresh.sort(key=lambda e: (order[e.topic], e.partition, checkpoints.entry_key(e.entry_id)))
+    keyed.sort(key=lambda pair: pair[0])
+    fresh = [entry for _, entry in keyed]
 
-    decoded: list[tuple[Entry, EventEnvelope]] = []
+    events: list[tuple[Entry, EventEnvelope]] = []
     for entry in fresh:
-        try:
-            event: EventEnvelope = decode_entry(entry.fields)
-            if event.event_type not in definition.event_types:
-                raise ContractError(
-                    definition.name,
-                    [("event_type", event.event_type.value, "not consumed by this projection")],
-                )
-            decoded.append((entry, event))
-        except CdbError as exc:
-            outcome.dead.append(_letter(entry, None, exc))
+        result = decode_for(definition, entry)
+        if isinstance(result, CdbError):
+            outcome.dead.append(_letter(entry, None, result))
+        else:
+            events.append((entry, result))
 
     try:
         with conn.transaction():
-            apply_events(conn, definition, schema, [event for _, event in decoded])
-        outcome.applied = len(decoded)
+            apply_events(conn, definition, schema, [event for _, event in events], fold=fold)
+        outcome.applied = len(events)
     except EVENT_ERRORS:
         # Find the culprits: one savepoint per event, in order, so later events see earlier ones.
-        for entry, event in decoded:
+        for entry, event in events:
             try:
                 with conn.transaction():
-                    apply_events(conn, definition, schema, [event])
+                    apply_events(conn, definition, schema, [event], fold=fold)
                 outcome.applied += 1
             except EVENT_ERRORS as exc:
                 outcome.dead.append(_letter(entry, event, exc))
 
     if record_dead_letters:
         record(conn, definition.name, generation, outcome.dead)
-    last_at = {(e.topic, e.partition): ev.timestamp for e, ev in decoded}
-    for entry in fresh:
-        pos = (entry.topic, entry.partition)
-        before = outcome.checkpoints.get(pos) or current.get(pos, Checkpoint())
-        outcome.checkpoints[pos] = Checkpoint(
-            last_entry_id=entry.entry_id,
-            events_applied=before.events_applied + 1,
-            last_event_at=last_at.get(pos, before.last_event_at),
-        )
+    outcome.checkpoints = _advanced(current, fresh, events)
     checkpoints.save(conn, definition.name, generation, outcome.checkpoints)
     return outcome
+
+
+def _advanced(
+    current: Mapping[StreamPos, Checkpoint],
+    fresh: Sequence[Entry],
+    events: Sequence[tuple[Entry, EventEnvelope]],
+) -> dict[StreamPos, Checkpoint]:
+    """The checkpoints after ``fresh`` (sorted by entry id per partition) were consumed."""
+    last_at = {(e.topic, e.partition): ev.timestamp for e, ev in events}
+    counts: dict[StreamPos, int] = {}
+    last_id: dict[StreamPos, str] = {}
+    for entry in fresh:
+        pos = (entry.topic, entry.partition)
+        counts[pos] = counts.get(pos, 0) + 1
+        last_id[pos] = entry.entry_id
+    advanced: dict[StreamPos, Checkpoint] = {}
+    for pos, count in counts.items():
+        before = current.get(pos, Checkpoint())
+        advanced[pos] = Checkpoint(
+            last_entry_id=last_id[pos],
+            events_applied=before.events_applied + count,
+            last_event_at=last_at.get(pos, before.last_event_at),
+        )
+    return advanced
 
 
 def apply_events(
@@ -123,19 +159,27 @@ def apply_events(
     definition: Definition,
     schema: str,
     events: Sequence[EventEnvelope],
+    *,
+    fold: bool = True,
 ) -> None:
     if not events:
         return
-    fills = _prior_fills(conn, definition, schema, events)
+    # With folding, the same lookup tells which orders of the batch the table holds already.
+    fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
     rows = batch_rows(events, fills)
     conn.execute("SET CONSTRAINTS ALL DEFERRED")
+    if fold:
+        # Keys new to the tables: one COPYed row each; the statements get the other rows.
+        fold_new_keys(conn, definition, schema, rows, known={"orders": (looked_up, set(fills))})
     for statement in definition.statements:
         op_rows = rows.get(statement.op)
         if not op_rows:
             continue
         # COPY the rows into a temporary table, then one set-based upsert reads them from it.
-        conn.execute(statement.create_rows_table())
-        conn.execute(f"DELETE FROM {statement.rows_table}")  # noqa: S608
+        # (Emptied first: an earlier batch or event of this transaction left rows in it.)
+        conn.execute(
+            f"{statement.create_rows_table()}; DELETE FROM {statement.rows_table}"  # noqa: S608
+        )
         columns = statement.columns
         with conn.cursor().copy(f"COPY {statement.rows_table} FROM STDIN") as copy:
             copy.set_types(list(statement.types))
@@ -152,18 +196,24 @@ def _prior_fills(
     definition: Definition,
     schema: str,
     events: Sequence[EventEnvelope],
-) -> Mapping[str, OrderFill]:
+    *,
+    placed: bool,
+) -> tuple[Mapping[str, OrderFill], set[str]]:
+    """What the reported orders (and, with ``placed``, the placed ones) have filled so far,
+    for those the table holds; and the ids looked up."""
     if "orders" not in definition.tables:
-        return {}
+        return {}, set()
     ids = orders_reported(events)
+    if placed:
+        ids |= orders_placed(events)
     if not ids:
-        return {}
+        return {}, ids
     rows = conn.execute(
         f"SELECT order_id, filled_size, fees FROM {quote_ident(schema)}.orders "  # noqa: S608
         "WHERE order_id = ANY(%s)",
         (sorted(ids),),
     ).fetchall()
-    return {order_id: OrderFill(filled, fees) for order_id, filled, fees in rows}
+    return {order_id: OrderFill(filled, fees) for order_id, filled, fees in rows}, ids
 
 
 def _letter(entry: Entry, event: EventEnvelope | None, exc: BaseException) -> DeadLetter:

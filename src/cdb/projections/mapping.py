@@ -390,6 +390,15 @@ def orders_reported(events: Iterable[EventEnvelope]) -> set[str]:
     return ids
 
 
+def orders_placed(events: Iterable[EventEnvelope]) -> set[str]:
+    """Order ids placed by ``events``."""
+    return {
+        _payload(event, OrderV1).order_id
+        for event in events
+        if event.event_type is EventType.ORDER_PLACED
+    }
+
+
 def batch_rows(
     events: Sequence[EventEnvelope], fills: Mapping[str, OrderFill] | None = None
 ) -> dict[str, list[Row]]:

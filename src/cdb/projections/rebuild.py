@@ -3,8 +3,11 @@
 1. Build: a new generation of the tables in a shadow schema, from offset 0 of every topic
    partition, in batches (one transaction each, checkpoint included), so memory stays flat and a
    crash or Ctrl-C resumes where the last batch committed. The live tables keep serving and the
-   live projector keeps them up to date meanwhile.
-2. Catch up: keep building until a round reads less than a batch.
+   live projector keeps them up to date meanwhile. A reader thread fetches the next
+   round (aligned in time across the partitions) while the current one is written; rows of keys
+   new to the tables are folded and COPYed (``cdb.projections.fold``); secondary indexes and
+   foreign keys are added after the load.
+2. Catch up: keep building until the reader reaches the ends of the partitions.
 3. Swap: in one transaction holding the projection's lock (the live projector waits), apply the
    last entries up to the head, move the live tables out and the new ones in, record the new
    active generation. Readers see either the old tables or the new ones, never a half-built one.
@@ -13,6 +16,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
-from cdb.projections.source import head, read_range, stream_positions
+from cdb.projections.source import head, read_ranges, stream_positions
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
 
@@ -88,17 +93,16 @@ class _Builder:
         return sum(head(self.client, self.keys, pos)[1] for pos in self.positions)
 
     def read_round(self, until: dict[StreamPos, str] | None = None) -> list[Entry]:
-        """One batch from each partition (in causal topic order) after the checkpoints."""
-        entries: list[Entry] = []
+        """One batch from each partition (in causal topic order) after the checkpoints, all
+        partitions in one round trip."""
+        wanted: list[tuple[StreamPos, str, str]] = []
         for pos in self.positions:
             last = self.cps.get(pos, Checkpoint()).last_entry_id
             bound = "+" if until is None else until.get(pos, "0-0")
             if until is not None and checkpoints.entry_key(bound) <= checkpoints.entry_key(last):
                 continue
-            entries.extend(
-                read_range(self.client, self.keys, pos, last, count=self.batch_size, until=bound)
-            )
-        return entries
+            wanted.append((pos, last, bound))
+        return read_ranges(self.client, self.keys, wanted, count=self.batch_size)
 
     def apply(self, entries: list[Entry]) -> BatchOutcome:
         """Apply in the caller's transaction; the checkpoints move with it."""
@@ -119,23 +123,143 @@ class _Builder:
         progress: Callable[[Progress], None] | None,
         until: dict[StreamPos, str] | None = None,
     ) -> None:
-        """Batches (one transaction each) until a round reads less than a full batch."""
+        """Batches (one transaction each) until the partitions are read to their ends.
+
+        A reader thread fetches the next round while this one is written (redis-py and psycopg
+        release the GIL while they wait on their servers); at most one round waits for its
+        turn, so memory stays flat. Decoding stays in this thread: measured, a second
+        CPU-bound thread costs more in GIL hand-offs (each psycopg round trip waits for the GIL
+        back) than it gains.
+        """
         total = self.total()
-        while True:
-            entries = self.read_round(until)
-            if entries:
-                with self.conn.transaction():
-                    self.apply(entries)
-                if progress is not None:
-                    done = self.consumed()
-                    progress(Progress("build", done, max(total, done), self.dead))
-            if len(entries) < self.batch_size:
-                return
+        reader = _Reader(self, until)
+        reader.start()
+        try:
+            while True:
+                entries, last = reader.next_round()
+                if entries:
+                    with self.conn.transaction():
+                        # Not waiting for the WAL flush: a build resumes from its last
+                        # committed checkpoint, so a commit lost to a server crash only means
+                        # that batch is read and applied again.
+                        self.conn.execute("SET LOCAL synchronous_commit = off")
+                        self.apply(entries)
+                    if progress is not None:
+                        done = self.consumed()
+                        progress(Progress("build", done, max(total, done), self.dead))
+                if last:
+                    return
+        finally:
+            reader.stop()
 
     def drain(self, until: dict[StreamPos, str] | None = None) -> None:
         """Apply everything up to the head (or ``until``) in the caller's transaction."""
         while entries := self.read_round(until):
             self.apply(entries)
+
+
+_Round = tuple[list[Entry], bool]  # entries, whether they are the last
+
+
+class _Reader:
+    """Reads the rounds of a build one ahead of the writer, in a thread.
+
+    Rounds are aligned in time across the partitions: each partition is read a page at a time
+    into a buffer, and a round takes from every buffer the entries up to the earliest "last
+    entry" of the partitions that may have more (entry ids start with the append time). So an
+    order's ORDER_PLACED and its fills, on two topics, mostly land in the same round and fold
+    into one row (see ``cdb.projections.fold``), instead of the results topic (two entries per
+    order) falling further and further behind the orders topic. Any order of application gives
+    the same rows: the definitions' statements are order-independent.
+    """
+
+    def __init__(self, builder: _Builder, until: dict[StreamPos, str] | None) -> None:
+        self._builder = builder
+        self._until = until
+        # Where reading has got to; starts at the checkpoints, then runs ahead of them.
+        self._after = {
+            pos: builder.cps.get(pos, Checkpoint()).last_entry_id for pos in builder.positions
+        }
+        self._buffers: dict[StreamPos, list[Entry]] = {pos: [] for pos in builder.positions}
+        self._more = dict.fromkeys(builder.positions, True)  # may the partition have more?
+        self._rounds: queue.Queue[_Round | BaseException] = queue.Queue(1)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"cdb-rebuild-{builder.definition.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def next_round(self) -> _Round:
+        item = self._rounds.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _put(self, item: _Round | BaseException) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._rounds.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self) -> None:
+        """Top up every partition's buffer to a page, all partitions in one round trip."""
+        size = self._builder.batch_size
+        wanted: list[tuple[StreamPos, str, str]] = []
+        for pos, buffer in self._buffers.items():
+            if not self._more[pos] or len(buffer) >= size:
+                continue
+            bound = "+" if self._until is None else self._until.get(pos, "0-0")
+            after = self._after[pos]
+            if bound != "+" and checkpoints.entry_key(bound) <= checkpoints.entry_key(after):
+                self._more[pos] = False
+                continue
+            wanted.append((pos, after, bound))
+        pages: dict[StreamPos, list[Entry]] = {pos: [] for pos, _, _ in wanted}
+        for entry in read_ranges(self._builder.client, self._builder.keys, wanted, count=size):
+            pages[(entry.topic, entry.partition)].append(entry)
+        for pos, page in pages.items():
+            self._more[pos] = len(page) == size
+            if page:
+                self._buffers[pos].extend(page)
+                self._after[pos] = page[-1].entry_id
+
+    def _take(self) -> tuple[list[Entry], bool]:
+        ends = [
+            checkpoints.entry_key(buffer[-1].entry_id)
+            for pos, buffer in self._buffers.items()
+            if buffer and self._more[pos]
+        ]
+        cut = min(ends) if ends else None
+        entries: list[Entry] = []
+        for pos, buffer in self._buffers.items():
+            taken = len(buffer)
+            if cut is not None:
+                while taken and checkpoints.entry_key(buffer[taken - 1].entry_id) > cut:
+                    taken -= 1
+            entries.extend(buffer[:taken])
+            self._buffers[pos] = buffer[taken:]
+        last = not any(self._more.values()) and not any(self._buffers.values())
+        return entries, last
+
+    def _run(self) -> None:
+        try:
+            last = False
+            while not last and not self._stopped.is_set():
+                self._fill()
+                entries, last = self._take()
+                if not self._put((entries, last)):
+                    return
+        except BaseException as exc:  # handed to the writer, which raises it
+            self._put(exc)
 
 
 def rebuild(
@@ -161,7 +285,10 @@ def rebuild(
             generation = state.building_generation
             if generation is None or not shadow.schema_exists(conn, build):
                 generation = max(state.active_generation, state.parked_generation or 0) + 1
-                shadow.create_tables(conn, definition, build)
+                # Foreign keys come after the load, like the secondary indexes: rows always
+                # bring their parents (placeholder rows), so one check of the whole table at
+                # the end replaces a trigger per row written.
+                shadow.create_tables(conn, definition, build, foreign_keys=False)
                 checkpoints.delete(conn, name, generation)
                 checkpoints.update_state(
                     conn, name, building_generation=generation, state="rebuilding"
@@ -179,6 +306,7 @@ def rebuild(
         builder.build(progress)
         with conn.transaction():
             shadow.create_indexes(conn, definition, build)
+            shadow.create_foreign_keys(conn, definition, build)
         previous = _swap(conn, builder, definition, progress)
         events = builder.consumed()
         if drop_old:

@@ -4,16 +4,17 @@ The live tables are in ``public`` (Alembic's). A rebuild builds into ``cdb_build
 swap moves the live tables to ``cdb_old_<name>`` and the built ones into ``public`` in one
 transaction (``ALTER TABLE .. SET SCHEMA`` keeps constraint and index names, and foreign keys
 follow the tables). The shadow tables are created from the models, which a test proves equal to
-the migrations; secondary indexes are added after the bulk load, before the swap.
+the migrations; a rebuild adds the secondary indexes and foreign keys after the bulk load,
+before the swap.
 """
 
 from __future__ import annotations
 
 import psycopg
-from sqlalchemy import MetaData, Table
+from sqlalchemy import ForeignKeyConstraint, MetaData, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable, ExecutableDDLElement
 
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.models import NAMING_CONVENTION, metadata
@@ -51,13 +52,37 @@ def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
     return found is not None and found[0] is not None
 
 
-def create_tables(conn: psycopg.Connection, definition: Definition, schema: str) -> None:
-    """Fresh schema with the projection's tables: keys and constraints, no secondary indexes."""
+def create_tables(
+    conn: psycopg.Connection,
+    definition: Definition,
+    schema: str,
+    *,
+    foreign_keys: bool = True,
+) -> None:
+    """Fresh schema with the projection's tables: keys and constraints, no secondary indexes
+    (and, with ``foreign_keys=False``, no foreign keys: :func:`create_foreign_keys` adds them)."""
     drop_schema(conn, schema)
     conn.execute(f"CREATE SCHEMA {quote_ident(schema)}")
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     for table in _copies(definition, schema):
-        conn.execute(_sql(CreateTable(table), dialect))
+        inline: list[ForeignKeyConstraint] | None = None if foreign_keys else []
+        conn.execute(_sql(CreateTable(table, include_foreign_key_constraints=inline), dialect))
+
+
+def create_foreign_keys(conn: psycopg.Connection, definition: Definition, schema: str) -> None:
+    """The foreign keys :func:`create_tables` left out; each checks every row at once (one join
+    instead of a trigger per row written). Skips those already there (a resumed rebuild)."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    for table in _copies(definition, schema):
+        for fk in table.foreign_key_constraints:
+            ddl = _sql(AddConstraint(fk), dialect)
+            found = conn.execute(
+                "SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                "WHERE n.nspname = %s AND c.conname = %s",
+                (schema, str(fk.name)),
+            ).fetchone()
+            if found is None:
+                conn.execute(ddl)
 
 
 def create_indexes(conn: psycopg.Connection, definition: Definition, schema: str) -> None:

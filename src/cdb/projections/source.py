@@ -16,7 +16,7 @@ import redis
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
 from cdb.projections.apply import Entry
-from cdb.projections.checkpoints import StreamPos
+from cdb.projections.checkpoints import StreamPos, entry_key
 from cdb.projections.definitions import Definition
 
 
@@ -57,6 +57,9 @@ class GroupSource:
         self._key_of = {pos: self._keys.topic(*pos) for pos in self._positions}
         self._pos_of = {key: pos for pos, key in self._key_of.items()}
         self._recovering = True
+        # Entries read but held back for a later batch (see ``read``); still pending.
+        self._held: dict[StreamPos, list[Entry]] = {pos: [] for pos in self._positions}
+        self._more = dict.fromkeys(self._positions, False)  # last page was full
 
     @property
     def group(self) -> str:
@@ -73,14 +76,48 @@ class GroupSource:
     def recover(self) -> None:
         """Next read starts with this consumer's pending entries (after a failure)."""
         self._recovering = True
+        for buffer in self._held.values():  # pending: the recovery read delivers them again
+            buffer.clear()
 
     def read(self, *, block: bool = True) -> list[Entry]:
+        """The next batch. When some partitions return a full page, the batch ends at the
+        earliest last entry of those (entry ids start with the append time) and the later
+        entries wait for the next batch: the partitions stay aligned in time, so an order's
+        ORDER_PLACED and its fills (two topics) mostly meet in one batch and fold into one row
+        instead of the busier results topic falling behind. They stay pending meanwhile, so a
+        crash redelivers them like any unacknowledged entry."""
         if self._recovering:
             entries = self._xreadgroup("0", block_ms=None)
             if entries:
                 return entries
             self._recovering = False
-        return self._xreadgroup(">", block_ms=self._block_ms if block else None)
+        buffers = self._held
+        wanted = [pos for pos in self._positions if len(buffers[pos]) < self._batch]
+        waiting = any(buffers.values())
+        if wanted:
+            block_ms = self._block_ms if block and not waiting else None
+            fresh = self._xreadgroup(">", block_ms=block_ms, positions=wanted)
+            pages: dict[StreamPos, list[Entry]] = {pos: [] for pos in wanted}
+            for entry in fresh:
+                pages[(entry.topic, entry.partition)].append(entry)
+            for pos, page in pages.items():
+                self._more[pos] = len(page) >= self._batch
+                buffers[pos].extend(page)
+        ends = [
+            entry_key(buffer[-1].entry_id)
+            for pos, buffer in buffers.items()
+            if buffer and (self._more[pos] or pos not in wanted)
+        ]
+        cut = min(ends) if ends else None
+        batch: list[Entry] = []
+        for pos, buffer in buffers.items():
+            taken = len(buffer)
+            if cut is not None:
+                while taken and entry_key(buffer[taken - 1].entry_id) > cut:
+                    taken -= 1
+            batch.extend(buffer[:taken])
+            buffers[pos] = buffer[taken:]
+        return batch
 
     def ack(self, entries: Sequence[Entry]) -> None:
         by_key: dict[str, list[str]] = {}
@@ -95,8 +132,11 @@ class GroupSource:
             pipe.xack(key, self.group, *ids)
         pipe.execute()
 
-    def _xreadgroup(self, cursor: str, block_ms: int | None) -> list[Entry]:
-        streams: dict[Any, Any] = dict.fromkeys(self._key_of.values(), cursor)
+    def _xreadgroup(
+        self, cursor: str, block_ms: int | None, positions: Sequence[StreamPos] | None = None
+    ) -> list[Entry]:
+        keys = [self._key_of[pos] for pos in positions or self._positions]
+        streams: dict[Any, Any] = dict.fromkeys(keys, cursor)
         reply: Any = self._client.xreadgroup(
             self.group, self._consumer, streams, count=self._batch, block=block_ms
         )
@@ -123,6 +163,28 @@ def read_range(
     ``until`` (inclusive)."""
     rows: Any = client.xrange(keys.topic(*pos), f"({after}", until, count=count)
     return [Entry(pos[0], pos[1], _text(entry_id), fields) for entry_id, fields in rows or []]
+
+
+def read_ranges(
+    client: redis.Redis,
+    keys: Keys,
+    wanted: Sequence[tuple[StreamPos, str, str]],
+    *,
+    count: int,
+) -> list[Entry]:
+    """:func:`read_range` of several partitions ``(pos, after, until)`` in one round trip, in
+    the order given."""
+    if not wanted:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for pos, after, until in wanted:
+        pipe.xrange(keys.topic(*pos), f"({after}", until, count=count)
+    replies: list[Any] = pipe.execute()
+    return [
+        Entry(pos[0], pos[1], _text(entry_id), fields)
+        for (pos, _, _), rows in zip(wanted, replies, strict=True)
+        for entry_id, fields in rows or []
+    ]
 
 
 def head(client: redis.Redis, keys: Keys, pos: StreamPos) -> tuple[str, int]:
