@@ -29,15 +29,14 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register()
     try:
+        _register()
         code = app(args=argv, standalone_mode=False)
         # Without standalone mode click returns (not raises) the code of a `typer.Exit(n)`.
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except CdbError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
@@ -46,10 +45,50 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+    except Exception as exc:
+        message = _server_unreachable(exc)
+        if message is not None:
+            _fail(message)
         import click
 
+        # click's usage errors arrive here in non-standalone mode
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    sys.exit(2)
+
+
+def _server_unreachable(exc: Exception) -> str | None:
+    """One line for a server that cannot be reached, instead of a driver traceback.
+
+    Driver messages name host and port but never the password, so they are safe to show.
+    """
+    import redis
+
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return (
+            f"cannot reach Redis: {exc} (check CDB_REDIS_URL, or unset it to use the "
+            "embedded server; `cdb status` shows what is used)"
+        )
+    import psycopg
+    import sqlalchemy.exc
+
+    cause: BaseException = exc
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        cause = exc.orig if exc.orig is not None else exc
+    if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return (
+            f"cannot reach PostgreSQL: {first} (check CDB_DATABASE_URL, or unset it to use "
+            "the embedded server; `cdb status` shows what is used)"
+        )
+    return None
+
+
+if __name__ == "__main__":
+    main()
