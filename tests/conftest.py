@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from cdb.embedded import testing as embedded_testing
+from cdb.eventstore.namespace import delete_namespace
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +47,7 @@ def namespace(redis_url: str) -> Iterator[str]:
     yield ns
     client = redis.Redis.from_url(redis_url)
     try:
-        for pattern in (f"{{{ns}:*", f"{ns}:*"):
-            batch = list(client.scan_iter(match=pattern, count=1000))
-            if batch:
-                client.delete(*batch)
+        delete_namespace(client, ns)
     finally:
         client.close()
 

@@ -43,13 +43,13 @@ from cdb.domain.services.risk import STOP_LOSS_PREFIX
 from cdb.embedded import testing as embedded_testing
 from cdb.eventstore.codec import decode_fields
 from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections.definitions import load_definitions
 from cdb.projections.digest import projection_digest
 from cdb.projections.engine import connect
 from cdb.projections.status import status_all
-from cdb.services.replay.topic import delete_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 START, TICKS = 2000, 900

@@ -32,6 +32,7 @@ from cdb.domain.event_types import EventType
 from cdb.errors import ConfigError, StoreError
 from cdb.eventstore.codec import encode_fields
 from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.eventstore.topology import Topology
 
@@ -125,7 +126,7 @@ def run_append_bench(
                 raw_seconds += _raw_batch(client, raw_key, encoded)
                 store_seconds += _store_batch(store, requests)
     finally:
-        _delete_namespace(client, keys)
+        delete_namespace(client, keys.namespace)
     store_rate = events / store_seconds
     raw_rate = events / raw_seconds
     return AppendBenchResult(
@@ -158,14 +159,3 @@ def _store_batch(store: EventStore, requests: list[AppendRequest]) -> float:
     if failed:
         raise StoreError(f"bench append refused {len(failed)} appends, first: {failed[0]}")
     return elapsed
-
-
-def _delete_namespace(client: redis.Redis, keys: Keys) -> None:
-    batch: list[Any] = []
-    for key in client.scan_iter(match=keys.pattern(), count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.delete(*batch)
-            batch = []
-    if batch:
-        client.delete(*batch)

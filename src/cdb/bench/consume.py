@@ -33,6 +33,7 @@ from cdb.domain.envelope import EventEnvelope, EventMetadata, NewEvent, derive_i
 from cdb.domain.event_types import EventType
 from cdb.eventstore.codec import decode_fields, parse_json
 from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.eventstore.topology import Topology, parse_topology
 from cdb.runtime.consumer import Consumer
@@ -263,14 +264,7 @@ def run(client: redis.Redis, url: str, entries: int, repeat: int = 3) -> Consume
                     )
         return ConsumeBench(entries, seconds, repeat)
     finally:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=keys.pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.delete(*batch)
-                batch = []
-        if batch:
-            client.delete(*batch)
+        delete_namespace(client, keys.namespace)
 
 
 def _worker(config: dict[str, Any]) -> int:

@@ -38,6 +38,7 @@ from cdb.domain.contracts import MarketDataV1
 from cdb.domain.services.marketdata import read_market_data, to_market_data
 from cdb.domain.services.marketgen import RECORDING, generate, iter_csv_lines
 from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db
@@ -156,9 +157,7 @@ def _sandbox(client: redis.Redis, admin_url: str) -> Iterator[tuple[str, str]]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        keys = list(client.scan_iter(match=Keys(ns).pattern(), count=1000))
-        for start in range(0, len(keys), 500):
-            client.unlink(*keys[start : start + 500])
+        delete_namespace(client, ns)
 
 
 @contextmanager

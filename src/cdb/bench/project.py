@@ -34,6 +34,7 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendResult, EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db, shadow
@@ -96,15 +97,7 @@ def scratch_namespace(client: redis.Redis, label: str) -> Iterator[str]:
     try:
         yield namespace
     finally:
-        for pattern in (f"{{{namespace}:*", f"{namespace}:*"):
-            batch: list[Any] = []
-            for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    client.delete(*batch)
-                    batch = []
-            if batch:
-                client.delete(*batch)
+        delete_namespace(client, namespace)
 
 
 def append_history(store: EventStore, events: int) -> int:

@@ -47,7 +47,7 @@ from cdb.domain.contracts import (
 from cdb.domain.envelope import EventEnvelope
 from cdb.domain.event_types import EventType
 from cdb.errors import ConfigError
-from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db as projections_db
@@ -122,7 +122,7 @@ def demo(
                 f"Redis {mask_url(url)}  namespace [bold]{ns}[/bold]  "
                 f"PostgreSQL database [bold]{database_name}[/bold]"
             )
-        cleared = _clear_namespace(client, ns)
+        cleared = delete_namespace(client, ns)
         projections_db.upgrade(database_url)
         recorded = load_ticks(None, 0, ticks)
         started = time.perf_counter()
@@ -177,20 +177,6 @@ def _fresh_database(server_url: str, name: str) -> str:
             f"{mask_url(server_url)} and could not (re)create it: {str(exc).strip()}"
         ) from None
     return with_database(server_url, name)
-
-
-def _clear_namespace(client: redis.Redis, namespace: str) -> int:
-    keys = Keys(namespace)
-    found = 0
-    batch: list[Any] = []
-    for key in client.scan_iter(match=keys.pattern(), count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            found += int(client.unlink(*batch))
-            batch = []
-    if batch:
-        found += int(client.unlink(*batch))
-    return found
 
 
 def _run_pipeline(

@@ -18,9 +18,9 @@ from cdb.domain.services.marketgen import RECORDING, iter_csv_lines
 from cdb.domain.services.risk import RiskParams
 from cdb.domain.services.signal import SignalParams
 from cdb.domain.services.sim import Pipeline, PipelineParams, simulate
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.eventstore.topology import Topology, load_topology
-from cdb.services.replay.topic import delete_namespace
 
 REPO = Path(__file__).resolve().parents[3]
 TICKS = 600

@@ -17,10 +17,11 @@ from cdb.domain.services.events import Emit
 from cdb.domain.services.sim import Pipeline
 from cdb.errors import ContractError
 from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import EventStore, TopicEntry
 from cdb.eventstore.topology import Topology
 from cdb.services.replay.diff import Kind
-from cdb.services.replay.topic import TopicReplayReport, delete_namespace, replay_topic
+from cdb.services.replay.topic import TopicReplayReport, replay_topic
 from tests.integration.replay.conftest import PARAMS, Recorder
 
 

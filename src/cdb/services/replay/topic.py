@@ -26,7 +26,7 @@ from cdb.domain.event_types import EventType
 from cdb.domain.services.events import Emit
 from cdb.domain.services.sim import PipelineParams
 from cdb.errors import ContractError
-from cdb.eventstore.keys import Keys
+from cdb.eventstore.namespace import delete_namespace, namespace_is_empty
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.eventstore.topology import Topology
 from cdb.services.replay.diff import Compared, Difference, diff_events
@@ -265,8 +265,7 @@ def replay_topic(
         runner.fold(item.event)
     emitted = _run(runner, causal_order(inputs, cause_of, {r.event_id for r in before}), progress)
 
-    sandbox_keys = Keys(sandbox)
-    if next(iter(client.scan_iter(match=sandbox_keys.pattern(), count=1000)), None) is not None:
+    if not namespace_is_empty(client, sandbox):
         raise ContractError("replay", [("sandbox", sandbox, "already has keys: pick a fresh one")])
     try:
         replayed = _through_sandbox(
@@ -366,21 +365,6 @@ def _recorded_outputs(
                 causes.add(r.event_id)
                 grew = True
     return sorted(chosen.values(), key=lambda r: r.key)
-
-
-def delete_namespace(client: redis.Redis, namespace: str) -> int:
-    """Delete every key of ``namespace``; returns how many went."""
-    keys = Keys(namespace)
-    deleted = 0
-    batch: list[bytes | str] = []
-    for key in client.scan_iter(match=keys.pattern(), count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += int(client.delete(*batch))
-            batch = []
-    if batch:
-        deleted += int(client.delete(*batch))
-    return deleted
 
 
 def locate(
