@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import redis
 
@@ -37,6 +38,49 @@ def active_consumer_name(service: str) -> str:
     return f"{service}-active"
 
 
+@dataclass
+class _Tenure:
+    """A held lease. ``inner`` stops the service's threads; it is set on loss or at the end."""
+
+    keeper: LeaseKeeper
+    lost: threading.Event = field(default_factory=threading.Event)
+    inner: threading.Event = field(default_factory=threading.Event)
+
+    def end(self) -> None:
+        self.inner.set()
+        # A lost lease already belongs to another replica: releasing it would free theirs.
+        self.keeper.stop(release=not self.lost.is_set())
+
+    @property
+    def exit_code(self) -> int:
+        return LEASE_LOST if self.lost.is_set() else 0
+
+
+def _take_lease(
+    client: redis.Redis,
+    namespace: str,
+    name: str,
+    stop: threading.Event,
+    *,
+    owner: str,
+    ttl_ms: int,
+) -> _Tenure | None:
+    """Wait as a standby until this replica holds ``name``'s lease; None if stopped first."""
+    lease = Lease(client, namespace, name, owner, ttl_ms)
+    if not lease.acquire(stop, lambda holder: log.info("%s: standby (active: %s)", name, holder)):
+        return None
+    lost = threading.Event()
+    inner = threading.Event()
+
+    def on_lost(_: Lease) -> None:
+        lost.set()
+        inner.set()
+
+    keeper = LeaseKeeper([lease], on_lost)
+    keeper.start()
+    return _Tenure(keeper, lost, inner)
+
+
 def run_service(
     client: redis.Redis,
     topology: Topology,
@@ -50,20 +94,10 @@ def run_service(
     on_active: Callable[[int], None] | None = None,
 ) -> int:
     """Run ``service`` until ``stop``; 0 after a graceful stop, LEASE_LOST if pre-empted."""
-    lease = Lease(client, namespace, service.name, owner, lease_ttl_ms)
-    if not lease.acquire(
-        stop, lambda holder: log.info("%s: standby (active: %s)", service.name, holder)
-    ):
+    tenure = _take_lease(client, namespace, service.name, stop, owner=owner, ttl_ms=lease_ttl_ms)
+    if tenure is None:
         return 0
-    lost = threading.Event()
-    inner = threading.Event()
-
-    def on_lost(_: Lease) -> None:
-        lost.set()
-        inner.set()
-
-    keeper = LeaseKeeper([lease], on_lost)
-    keeper.start()
+    lost, inner = tenure.lost, tenure.inner
     try:
         folded = service.rebuild(History(client, topology, namespace, service.name))
         log.info("%s: active; state rebuilt from %d events", service.name, folded)
@@ -100,8 +134,8 @@ def run_service(
         for thread in threads:
             thread.join()
     finally:
-        keeper.stop(release=not lost.is_set())
-    return LEASE_LOST if lost.is_set() else 0
+        tenure.end()
+    return tenure.exit_code
 
 
 def run_feed(
@@ -116,18 +150,10 @@ def run_feed(
     exit_at_end: bool = False,
 ) -> int:
     """Publish the feed's ticks (resuming after what is on the topic) under the feed's lease."""
-    lease = Lease(client, namespace, feed.name, owner, lease_ttl_ms)
-    if not lease.acquire(stop, lambda holder: log.info("feed: standby (active: %s)", holder)):
+    tenure = _take_lease(client, namespace, feed.name, stop, owner=owner, ttl_ms=lease_ttl_ms)
+    if tenure is None:
         return 0
-    lost = threading.Event()
-    inner = threading.Event()
-
-    def on_lost(_: Lease) -> None:
-        lost.set()
-        inner.set()
-
-    keeper = LeaseKeeper([lease], on_lost)
-    keeper.start()
+    lost, inner = tenure.lost, tenure.inner
     try:
         already = feed.resume()
         log.info("feed: active; %d of %d ticks already published", already, feed.total)
@@ -139,9 +165,8 @@ def run_feed(
             while not stop.is_set() and not lost.is_set():
                 stop.wait(0.2)
     finally:
-        inner.set()
-        keeper.stop(release=not lost.is_set())
-    return LEASE_LOST if lost.is_set() else 0
+        tenure.end()
+    return tenure.exit_code
 
 
 def _relay(source: threading.Event, target: threading.Event) -> None:
