@@ -19,6 +19,7 @@ from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.runtime.handler import Ack, Delivery
 from cdb.runtime.worker import run_worker
 from tests.integration.runtime.support import GROUP, TOPIC, alert, topology
+from tests.system.support import calls_key as support_calls_key
 
 
 def output_stream(stream_id: str) -> str:
@@ -34,7 +35,7 @@ def main(config_text: str) -> int:
     namespace = config["namespace"]
     # A short retry window inside the store, so an outage reaches the consumer loop quickly.
     store = EventStore(client, topo, namespace, check_server=False, retry_for_s=1.0)
-    calls_key = f"{namespace}:calls"
+    calls_key = support_calls_key(namespace)
     delay_s = float(config.get("delay_s", 0))
 
     def handler(event: EventEnvelope, delivery: Delivery) -> Ack:

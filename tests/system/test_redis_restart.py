@@ -12,7 +12,7 @@ from cdb.eventstore.keys import Keys
 from cdb.eventstore.store import AppendRequest, EventStore
 from tests.integration.runtime.support import GROUP, TOPIC, alert, new_aggregate, topology, wait_for
 from tests.system.runtime_worker import output_stream
-from tests.system.support import start_worker
+from tests.system.support import calls_key, start_worker
 
 # A handler that touches Redis fails while it is down; plenty of attempts keep that a retry.
 POLICY = {"claim_idle_ms": 1000, "batch_size": 10, "max_deliveries": 50, "backoff_cap_ms": 500}
@@ -46,7 +46,7 @@ def test_the_worker_survives_a_redis_restart_and_loses_nothing(tmp_path: Path) -
             log,
         )
         try:
-            wait_for(lambda: client.hlen(f"{namespace}:calls") >= 10, "the worker under way")
+            wait_for(lambda: client.hlen(calls_key(namespace)) >= 10, "the worker under way")
             server.stop()
             # Keep it down until the worker has noticed, so the outage is real to it.
             wait_for(lambda: "lost Redis" in log.read_text(), "the worker to notice the outage")

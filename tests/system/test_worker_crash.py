@@ -20,7 +20,7 @@ from tests.integration.runtime.support import (
     wait_for,
 )
 from tests.system.runtime_worker import output_stream
-from tests.system.support import start_worker
+from tests.system.support import calls_key, start_worker
 
 POLICY = {"claim_idle_ms": 400, "batch_size": 20, "backoff_base_ms": 20}
 
@@ -52,7 +52,7 @@ def test_a_killed_workers_entries_are_claimed_and_handled_once_in_effect(
         wait_for(
             lambda: (
                 consumer_pending(redis_client, stream, "victim") > 0
-                and redis_client.hlen(f"{namespace}:calls") > 0
+                and redis_client.hlen(calls_key(namespace)) > 0
             ),
             "the victim to hold pending entries mid-batch",
         )
@@ -81,7 +81,7 @@ def test_a_killed_workers_entries_are_claimed_and_handled_once_in_effect(
         assert [e.payload.context["n"] for e in outputs] == [  # type: ignore[attr-defined]
             str(n) for n in range(1, per_aggregate + 1)
         ]
-    calls = {decoded(k): int(v) for k, v in redis_client.hgetall(f"{namespace}:calls").items()}
+    calls = {decoded(k): int(v) for k, v in redis_client.hgetall(calls_key(namespace)).items()}
     assert len(calls) == len(aggregates) * per_aggregate
     assert sum(calls.values()) > len(calls)  # the victim's unacked work was redone
     log = (tmp_path / "rescuer.log").read_text()
