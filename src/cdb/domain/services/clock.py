@@ -13,6 +13,7 @@ from typing import Protocol
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Clock(Protocol):
@@ -76,6 +77,5 @@ def floor_to(value: datetime, step: timedelta) -> datetime:
     """The start of the ``step``-long slot (counted from the epoch) that ``value`` falls in."""
     if step <= timedelta(0):
         raise ValueError(f"step must be positive, got {step}")
-    step_ms = step // timedelta(milliseconds=1)
-    ms = to_ms(value)
-    return from_ms(ms - ms % step_ms)
+    value = require_utc(value, "value")
+    return value - (value - _EPOCH) % step

@@ -34,7 +34,7 @@ Trading mode: ``CDB_TRADING_MODE`` is ``paper`` (default) or ``live``. Live need
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -51,6 +51,7 @@ from cdb.domain.contracts.order import ORDER_EVENT_FOR_STATUS
 from cdb.domain.envelope import NewEvent, derive_id
 from cdb.domain.event_types import AggregateType, EventType
 from cdb.domain.services.events import ZERO, Emit, emit, q_money, q_pct, q_price, q_qty
+from cdb.domain.services.evolve import evolve
 from cdb.domain.services.recent import RecentIds
 from cdb.domain.services.settings import EnvReader
 from cdb.errors import ConfigError
@@ -182,11 +183,11 @@ def apply(state: ExecutionState, event: NewEvent, params: ExecutionParams) -> Ex
         if ticks and payload.timestamp <= ticks[-1].timestamp:
             return state  # redelivered or out of order
         kept = (*ticks[-(params.history - 1) :], payload) if params.history > 1 else (payload,)
-        return replace(state, ticks={**state.ticks, payload.symbol: kept})
+        return evolve(state, ticks={**state.ticks, payload.symbol: kept})
     if et is EventType.CIRCUIT_BREAKER_TRIPPED and isinstance(payload, CircuitBreakerV1):
-        return replace(state, trips={**state.trips, payload.trading_day: payload.timestamp})
+        return evolve(state, trips={**state.trips, payload.trading_day: payload.timestamp})
     if isinstance(payload, OrderResultV1):
-        return replace(state, answered=state.answered.add(payload.order_id))
+        return evolve(state, answered=state.answered.add(payload.order_id))
     return state
 
 

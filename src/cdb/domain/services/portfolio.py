@@ -22,9 +22,10 @@ mark)``, which equals ``TEST_BALANCE + realised + unrealised``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from cdb.domain.contracts import (
     MarketDataV1,
@@ -36,6 +37,7 @@ from cdb.domain.envelope import NewEvent
 from cdb.domain.event_types import AggregateType, EventType
 from cdb.domain.services.clock import floor_to, utc_day
 from cdb.domain.services.events import ZERO, Emit, emit, q_money, q_pct
+from cdb.domain.services.evolve import evolve
 from cdb.domain.services.positions import FillLedger, FillOutcome, Position, apply_fill
 from cdb.domain.services.settings import EnvReader
 
@@ -121,14 +123,17 @@ def on_tick(
     out: list[Emit] = []
     slot = floor_to(md.timestamp, params.snapshot_every)
     state = _advance_day(state, utc_day(slot), params)
-    if state.last_slot is None:
-        state = replace(state, last_slot=slot)
-    elif slot > state.last_slot:
-        out.append(snapshot(state, tick, params, slot))
-        state = replace(state, last_slot=slot)
+    # Every tick moves a mark and most open no slot: one copy of the state for both.
+    changes: dict[str, Any] = {}
+    if state.last_slot is None or slot > state.last_slot:
+        if state.last_slot is not None:
+            out.append(snapshot(state, tick, params, slot))
+        changes["last_slot"] = slot
     current = state.marks.get(md.symbol)
     if current is None or md.timestamp >= current[0]:
-        state = replace(state, marks={**state.marks, md.symbol: (md.timestamp, md.price)})
+        changes["marks"] = {**state.marks, md.symbol: (md.timestamp, md.price)}
+    if changes:
+        state = evolve(state, **changes)
     return _track_peak(state, params), out
 
 
@@ -140,7 +145,7 @@ def on_result(
     if not isinstance(result, OrderResultV1):
         raise TypeError(f"on_result needs an OrderResultV1 payload, got {type(result).__name__}")
     ledger, fill = state.ledger.new_part(result)
-    state = replace(state, ledger=ledger)
+    state = evolve(state, ledger=ledger)
     if fill is None:
         return state, []
     state = _advance_day(state, utc_day(result.timestamp), params)
@@ -149,14 +154,14 @@ def on_result(
     realised_today = state.realised_today
     if utc_day(result.timestamp) == state.day:
         realised_today = q_money(realised_today + outcome.realised)
-    state = replace(
+    state = evolve(
         state,
         positions={**state.positions, key: outcome.after},
         cash_flow=q_money(state.cash_flow - fill.signed_quantity * fill.price - fill.fee),
         realised_today=realised_today,
     )
     if key[1] not in state.marks:
-        state = replace(state, marks={**state.marks, key[1]: (result.timestamp, fill.price)})
+        state = evolve(state, marks={**state.marks, key[1]: (result.timestamp, fill.price)})
     events = [
         _position_event(
             result_event, key, event_type, pos=pos, state=state, timestamp=result.timestamp
@@ -263,11 +268,11 @@ def drawdown_pct(peak: Decimal | None, equity: Decimal) -> Decimal:
 def _advance_day(state: PortfolioState, day: date, params: PortfolioParams) -> PortfolioState:
     if state.day is not None and day <= state.day:
         return state
-    return replace(state, day=day, realised_today=ZERO, day_peak_equity=state.equity(params))
+    return evolve(state, day=day, realised_today=ZERO, day_peak_equity=state.equity(params))
 
 
 def _track_peak(state: PortfolioState, params: PortfolioParams) -> PortfolioState:
     equity = state.equity(params)
     if state.day_peak_equity is None or equity > state.day_peak_equity:
-        return replace(state, day_peak_equity=equity)
+        return evolve(state, day_peak_equity=equity)
     return state

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -64,6 +64,7 @@ from cdb.domain.envelope import NewEvent, derive_id
 from cdb.domain.event_types import AggregateType, EventType
 from cdb.domain.services.clock import day_start, utc_day
 from cdb.domain.services.events import ZERO, Emit, emit, new_id, q_money, q_qty
+from cdb.domain.services.evolve import evolve
 from cdb.domain.services.positions import FillLedger, Position, apply_fill
 from cdb.domain.services.recent import RecentIds
 from cdb.domain.services.settings import EnvReader
@@ -251,7 +252,7 @@ def apply(state: RiskState, event: NewEvent) -> RiskState:
     if isinstance(payload, MarketDataV1 | SignalV1):
         return _with_mark(state, payload.symbol, payload.timestamp, payload.price)
     if isinstance(payload, SignalBlockedV1):
-        return replace(state, decided=state.decided.add(payload.signal_id))
+        return evolve(state, decided=state.decided.add(payload.signal_id))
     if isinstance(payload, OrderV1):
         return _apply_order(state, payload)
     if isinstance(payload, OrderResultV1) and event.event_type in RESULT_TYPES:
@@ -269,7 +270,7 @@ def apply_all(state: RiskState, events: Iterable[NewEvent | Emit]) -> RiskState:
 
 def _advance_day(state: RiskState, day: date) -> RiskState:
     if state.day is None or day > state.day:
-        return replace(state, day=day, realised_today=ZERO)
+        return evolve(state, day=day, realised_today=ZERO)
     return state
 
 
@@ -277,11 +278,11 @@ def _with_mark(state: RiskState, symbol: str, ts: datetime, price: Decimal) -> R
     current = state.marks.get(symbol)
     if current is not None and current[0] > ts:
         return state
-    return replace(state, marks={**state.marks, symbol: (ts, price)})
+    return evolve(state, marks={**state.marks, symbol: (ts, price)})
 
 
 def _apply_order(state: RiskState, order: OrderV1) -> RiskState:
-    state = replace(state, decided=state.decided.add(order.signal_id))
+    state = evolve(state, decided=state.decided.add(order.signal_id))
     if order.order_id in state.finished:
         return state  # its result was folded first (a rebuild reads topics in any order)
     flight = InFlight(
@@ -293,7 +294,7 @@ def _apply_order(state: RiskState, order: OrderV1) -> RiskState:
         order.target_price or state.mark(order.symbol) or ZERO,
         stop_loss=_is_stop_loss(order.signal_id),
     )
-    state = replace(state, in_flight={**state.in_flight, order.order_id: flight})
+    state = evolve(state, in_flight={**state.in_flight, order.order_id: flight})
     if flight.stop_loss:
         state = _clear_stop_failure(state, flight.key, order.timestamp)
     return state
@@ -308,7 +309,7 @@ def _clear_stop_failure(state: RiskState, key: PositionKey, ts: datetime) -> Ris
     failed_at = state.stop_failures.get(key)
     if failed_at is None or failed_at > ts:
         return state
-    return replace(state, stop_failures={k: v for k, v in state.stop_failures.items() if k != key})
+    return evolve(state, stop_failures={k: v for k, v in state.stop_failures.items() if k != key})
 
 
 def _apply_stop_result(state: RiskState, event_type: EventType, result: OrderResultV1) -> RiskState:
@@ -318,7 +319,7 @@ def _apply_stop_result(state: RiskState, event_type: EventType, result: OrderRes
         failed_at = state.stop_failures.get(key)
         if failed_at is not None and failed_at >= result.timestamp:
             return state
-        return replace(state, stop_failures={**state.stop_failures, key: result.timestamp})
+        return evolve(state, stop_failures={**state.stop_failures, key: result.timestamp})
     return _clear_stop_failure(state, key, result.timestamp)
 
 
@@ -326,9 +327,9 @@ def _apply_breaker(state: RiskState, event_type: EventType, payload: CircuitBrea
     day = payload.trading_day
     tripped = state.tripped_day
     if event_type is EventType.CIRCUIT_BREAKER_TRIPPED and (tripped is None or day > tripped):
-        return replace(state, tripped_day=day)
+        return evolve(state, tripped_day=day)
     if event_type is EventType.CIRCUIT_BREAKER_RESET and tripped is not None and day > tripped:
-        return replace(state, tripped_day=None)
+        return evolve(state, tripped_day=None)
     return state
 
 
@@ -338,10 +339,10 @@ def _apply_result(state: RiskState, event_type: EventType, result: OrderResultV1
     if _is_stop_loss(result.signal_id) or (flight is not None and flight.stop_loss):
         state = _apply_stop_result(state, event_type, result)
     in_flight = {k: v for k, v in state.in_flight.items() if k != result.order_id}
-    state = replace(state, in_flight=in_flight, finished=state.finished.add(result.order_id))
+    state = evolve(state, in_flight=in_flight, finished=state.finished.add(result.order_id))
     ledger, fill = state.ledger.new_part(result)
     if fill is None:
-        return replace(state, ledger=ledger)
+        return evolve(state, ledger=ledger)
     key = (result.strategy_id, result.symbol)
     outcome = apply_fill(state.positions.get(key, Position()), fill)
     if outcome.after.is_flat:
@@ -350,7 +351,7 @@ def _apply_result(state: RiskState, event_type: EventType, result: OrderResultV1
     realised_today = state.realised_today
     if utc_day(result.timestamp) == state.day:
         realised_today = q_money(realised_today + outcome.realised)
-    return replace(state, ledger=ledger, positions=positions, realised_today=realised_today)
+    return evolve(state, ledger=ledger, positions=positions, realised_today=realised_today)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ tick is more than two lookbacks old (a gap in the data), there is no signal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -24,6 +24,7 @@ from cdb.domain.contracts import MarketDataV1, Side, SignalV1
 from cdb.domain.envelope import NewEvent
 from cdb.domain.event_types import AggregateType, EventType
 from cdb.domain.services.events import Emit, emit, new_id, q_pct
+from cdb.domain.services.evolve import evolve
 from cdb.domain.services.settings import EnvReader
 
 PRODUCER = "signal"
@@ -108,12 +109,16 @@ def on_tick(
     horizon = now - params.lookback
     points = (*window.points, (now, md.price))
     # Keep the newest point at or before the horizon (the reference) and everything after it.
+    # Points are in time order and the window was trimmed at the previous tick, so the scan
+    # stops after a step or two instead of walking the whole window.
     keep_from = 0
-    for i, (ts, _) in enumerate(points):
-        if ts <= horizon:
-            keep_from = i
-    points = points[keep_from:]
-    window = replace(window, points=points)
+    for i in range(1, len(points)):
+        if points[i][0] > horizon:
+            break
+        keep_from = i
+    if keep_from:
+        points = points[keep_from:]
+    window = evolve(window, points=points)
     out: list[Emit] = []
     ref_ts, ref_price = points[0]
     if ref_ts <= horizon and ref_ts > now - 2 * params.lookback:
@@ -133,7 +138,7 @@ def on_tick(
                         params=params,
                     )
                 )
-                window = replace(window, last_signal={**window.last_signal, side: now})
+                window = evolve(window, last_signal={**window.last_signal, side: now})
     return SignalState({**state.windows, md.symbol: window}), out
 
 
