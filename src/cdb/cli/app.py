@@ -21,6 +21,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    # A callback keeps the root a group of commands even when only one family is registered
+    # (Typer runs a lone command as the whole app, which would swallow its name).
+    pass
+
+
 def _register() -> None:
     # Each command family lives in its own module and attaches itself to `app`.
     from cdb.cli import commands
@@ -28,9 +35,16 @@ def _register() -> None:
     commands.register(app)
 
 
+def _register_for(argv: list[str]) -> None:
+    # A call that names its command loads only that family (see cdb.cli.commands).
+    from cdb.cli import commands
+
+    commands.register_for(app, argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        _register()
+        _register_for(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, standalone_mode=False)
         # Without standalone mode click returns (not raises) the code of a `typer.Exit(n)`.
         if isinstance(code, int) and code != 0:
@@ -45,16 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(1)
+    except typer.TyperException as exc:
+        # Usage errors (unknown command, bad option, no arguments) arrive here in non-standalone
+        # mode: show them as the command line would, without a traceback.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:
         message = _server_unreachable(exc)
         if message is not None:
             _fail(message)
-        import click
-
-        # click's usage errors arrive here in non-standalone mode
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         raise
 
 

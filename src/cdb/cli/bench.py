@@ -46,11 +46,11 @@ def _command(name: str, function: Callable[..., None]) -> None:
 
 
 def append(
-    events: Annotated[int, typer.Option(help="Events to append on each side.")] = 200_000,
+    events: Annotated[int, typer.Option(min=1, help="Events to append on each side.")] = 200_000,
     aggregates: Annotated[
-        int, typer.Option(help="Order aggregates the events spread over.")
+        int, typer.Option(min=1, help="Order aggregates the events spread over.")
     ] = 1000,
-    batch: Annotated[int, typer.Option(help="Appends (and raw XADDs) per pipeline.")] = 500,
+    batch: Annotated[int, typer.Option(min=1, help="Appends (and raw XADDs) per pipeline.")] = 500,
     json_output: JsonOpt = False,
 ) -> None:
     """Store appends (Lua: concurrency + idempotency + topic) vs raw pipelined XADD.
@@ -95,9 +95,11 @@ def append(
 
 def consume(
     entries: Annotated[
-        int, typer.Option(help="Entries on the topic (each path reads all).")
+        int, typer.Option(min=100, help="Entries on the topic (each path reads all).")
     ] = 20_000,
-    repeat: Annotated[int, typer.Option(help="Runs per path (1-5); the best one counts.")] = 3,
+    repeat: Annotated[
+        int, typer.Option(min=1, max=5, help="Runs per path (1-5); the best one counts.")
+    ] = 3,
     json_output: JsonOpt = False,
 ) -> None:
     """Consumer runtime vs a raw XREADGROUP COUNT 1000 + XACK loop (JSON decoded), in one run.
@@ -134,10 +136,10 @@ def consume(
 
 def project(
     events: Annotated[
-        int, typer.Option("--events", help="Events the live projector consumes.")
+        int, typer.Option("--events", min=100, help="Events the live projector consumes.")
     ] = 100_000,
     rebuild_events: Annotated[
-        int, typer.Option("--rebuild-events", help="Events of the rebuild run.")
+        int, typer.Option("--rebuild-events", min=1000, help="Events of the rebuild run.")
     ] = 1_000_000,
     json_output: JsonOpt = False,
 ) -> None:
