@@ -5,8 +5,8 @@
 * ``topic TOPIC --from OFFSET|TIME [--to OFFSET|TIME] --service NAME`` -- re-run a service's
   logic over the recorded range in a sandbox namespace and diff its outputs with the recorded
   ones; exit 1 on any difference;
-* ``projections [NAME] --from OFFSET|TIME`` -- rebuild the read models (blue/green) through the
-  projections' rebuild machinery.
+* ``projections [NAME] --from OFFSET|TIME`` -- rebuild the read models from that point on
+  (blue/green, ``cdb.projections.rewind``): the live tables serve until the atomic swap.
 
 OFFSET: an entry id (``1730443200000-0``), ``0`` or ``-`` (first entry), ``$`` (head).
 TIME: ISO-8601 UTC (``2025-03-03T19:35:00Z``), compared with the events' timestamps.
@@ -20,19 +20,31 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import redis
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from cdb.cli import context
 from cdb.cli.options import JsonOpt, NamespaceOpt
+from cdb.errors import ContractError
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.services.replay.aggregate import event_dict, replay_aggregate
+from cdb.services.replay.positions import Edge, EntryId, parse_bound
 from cdb.services.replay.runners import SERVICES, params_from_env
 from cdb.services.replay.topic import Progress as ReplayProgress
 from cdb.services.replay.topic import TopicReplayReport, locate, replay_topic
@@ -130,16 +142,13 @@ def aggregate(
 class _Bar:
     """A rich progress bar on a terminal (stderr); silent otherwise or with --json."""
 
-    def __init__(self, label: str, *, enabled: bool) -> None:
+    def __init__(self, label: str, *, enabled: bool, rate: bool = False) -> None:
         console = Console(stderr=True)
         self.enabled = enabled and console.is_terminal
-        self._progress = Progress(
-            TextColumn(label),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        columns: list[ProgressColumn] = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+        if rate:
+            columns.append(_Rate())
+        self._progress = Progress(*columns, TimeRemainingColumn(), console=console)
         self._task = self._progress.add_task(label, total=None)
 
     def update(self, done: int, total: int) -> None:
@@ -242,10 +251,17 @@ def _print_report(report: TopicReplayReport, limit: int) -> None:
 
 
 # -- projections ------------------------------------------------------------------------------
-# Calls the blue/green rebuild of cdb.projections.rebuild. A read model is a fold over its
-# whole history, so the rebuild always starts at offset 0: the state before --from is folded
-# again and every entry from --from on is re-applied. --from is checked against the stream so a
-# wrong offset or time is refused before anything is rebuilt.
+# --from 0 is the full blue/green rebuild of cdb.projections.rebuild; any later point goes
+# through cdb.projections.rewind: a new generation seeded with the live rows, the rows the
+# history from the cut writes rewound, then the same build / catch-up / swap from the cut on.
+
+
+class _Rate(ProgressColumn):
+    """Events per second of the task (rich's own speed columns count bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} events/s")
 
 
 @replay_app.command("projections")
@@ -254,7 +270,11 @@ def projections(
     *,
     start: FromOpt,
     topic_name: Annotated[
-        str, typer.Option("--topic", help="Topic the --from OFFSET/TIME refers to.")
+        str,
+        typer.Option(
+            "--topic",
+            help="Topic an entry-id --from names (its millisecond is the cut on every topic).",
+        ),
     ] = "market_data",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 5000,
     drop_old: Annotated[
@@ -263,58 +283,124 @@ def projections(
     namespace: NamespaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild read models (blue/green) so every entry from --from on is applied again."""
+    """Rebuild read models from --from on (blue/green): the rows the history from there writes
+    are rewound and that history applied again; the live tables serve until the atomic swap.
+
+    --from OFFSET: an entry id of --topic; on every topic the projection reads, the entries
+    appended from that millisecond on are re-applied (0 = a full rebuild). --from TIME: on each
+    partition, from the first event at or after it. An interrupted run resumes when run again.
+    """
     from cdb.projections.definitions import definition, load_definitions
+    from cdb.projections.rebuild import Progress as BuildProgress
     from cdb.projections.rebuild import rebuild
+    from cdb.projections.rewind import From, refusal, rewind
 
     env = _env(namespace)
-    entry = locate(
-        env.client, env.topology, env.namespace, topic=topic_name, option="--from", value=start
-    )
+    bound = parse_bound(start, "--from")
     chosen = [definition(name)] if name else list(load_definitions().values())
-    database_url = context.database_url(context.load_settings(namespace=namespace))
-    results = []
-    for d in chosen:
-        report = rebuild(
-            d,
-            env.client,
-            env.topology,
-            env.namespace,
-            database_url,
-            batch_size=batch_size,
-            drop_old=drop_old,
+    cut: From | None = None
+    document: dict[str, Any] = {"from": {"value": start}}
+    if isinstance(bound, datetime):
+        cut = bound
+        document["from"].update({"time": bound.isoformat()})
+    elif bound is not Edge.FIRST:
+        entry = locate(
+            env.client, env.topology, env.namespace, topic=topic_name, option="--from", value=start
         )
-        results.append(
+        cut = EntryId.parse(entry.entry_id).ms
+        document["from"].update(
             {
-                "projection": report.projection,
-                "generation": report.generation,
-                "previous_generation": report.previous_generation,
-                "events": report.events,
-                "dead_letters": report.dead_letters,
+                "topic": topic_name,
+                "entry_id": entry.entry_id,
+                "time": entry.event.timestamp.isoformat(),
+                "cut_ms": cut,
             }
         )
-    document = {
-        "from": {
-            "topic": topic_name,
-            "entry_id": entry.entry_id,
-            "time": entry.event.timestamp.isoformat(),
-        },
-        "rebuilt_from_offset": "0",
-        "projections": results,
-    }
+    if cut is not None:
+        for d in chosen:  # before anything is built
+            reason = refusal(d)
+            if reason is not None:
+                raise ContractError(
+                    "replay",
+                    [("projection", d.name, f"{reason}; rebuild it whole: --from 0")],
+                )
+    database_url = context.database_url(context.load_settings(namespace=namespace))
+    results: list[dict[str, Any]] = []
+    for d in chosen:
+        bar = _Bar(f"{d.name} from {start}", enabled=not as_json, rate=True)
+        with bar.running() as update:
+
+            def relay(p: BuildProgress, update: ReplayProgress | None = update) -> None:
+                if update is not None:
+                    update(p.done, p.total)
+
+            if cut is None:
+                full = rebuild(
+                    d,
+                    env.client,
+                    env.topology,
+                    env.namespace,
+                    database_url,
+                    batch_size=batch_size,
+                    drop_old=drop_old,
+                    progress=relay,
+                )
+                results.append(
+                    {
+                        "projection": full.projection,
+                        "generation": full.generation,
+                        "previous_generation": full.previous_generation,
+                        "full_rebuild": True,
+                        "replayed": full.events,
+                        "dead_letters": full.dead_letters,
+                    }
+                )
+                continue
+            report = rewind(
+                d,
+                env.client,
+                env.topology,
+                env.namespace,
+                database_url,
+                start=cut,
+                batch_size=batch_size,
+                drop_old=drop_old,
+                progress=relay,
+            )
+            results.append({**report.as_dict(), "full_rebuild": False})
+    document["projections"] = results
     if as_json:
         _echo_json(document)
         return
+    where = document["from"]
     typer.echo(
-        f"--from {start} is {topic_name} entry {entry.entry_id} "
-        f"({entry.event.timestamp.isoformat()}); a read model folds its whole history, so each "
-        "projection was rebuilt from offset 0 (blue/green) and every entry from there on "
-        "re-applied"
+        f"--from {start}: "
+        + (
+            "full rebuild from offset 0"
+            if cut is None
+            else f"{where['topic']} entry {where['entry_id']}, cut at millisecond {cut}"
+            if "entry_id" in where
+            else f"event time {where['time']}, cut per partition"
+        )
     )
     for r in results:
+        if r.get("resumed"):
+            typer.echo(
+                f"{r['projection']}: resumed an interrupted run; generation "
+                f"{r['generation']} live, {r['dead_letters']} dead letters"
+            )
+            continue
         typer.echo(
-            f"{r['projection']}: generation {r['generation']} live, {r['events']} events, "
-            f"{r['dead_letters']} dead letters"
+            f"{r['projection']}: generation {r['generation']} live; {r['replayed']} entries "
+            "re-applied"
+            + (
+                ""
+                if r["full_rebuild"]
+                else f" from the cut ({r['events_before_cut']} before it kept), "
+                f"{r['rewound_rows']} rows rewound, {r['refolded_events']} earlier events "
+                "of their aggregates refolded"
+            )
+            + f"; {r['dead_letters']} dead letters"
         )
 
 
