@@ -8,6 +8,8 @@ by ``(event_type, schema_version)`` through :mod:`cdb.domain.registry`.
 from __future__ import annotations
 
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,13 +21,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializeAsAny,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import SchemaValidator
+from pydantic_core import SchemaValidator, core_schema
 
 from cdb.domain.event_types import EventType
+from cdb.errors import CdbError
 
 # uuid5 namespace for every id cdb derives; changing it changes every event id ever produced.
 CDB_NAMESPACE = uuid.UUID("5b0c1d2e-8f4a-4c7e-9a1b-2d3c4e5f6a7b")
@@ -262,3 +266,246 @@ def stored_envelope(data: dict[str, Any]) -> EventEnvelope:
     setattr_(envelope, "__pydantic_extra__", None)
     setattr_(envelope, "__pydantic_private__", None)
     return envelope
+
+
+# -- the read path from JSON: one native pass per entry ------------------------------------------
+#
+# A stored entry's body is JSON, so its rules can run where pydantic parses it: for each
+# (event type, schema version), one validator takes the body bytes and checks timestamp,
+# payload (every rule of the registered contract) and metadata in one pass. The Python field
+# validators of the contracts and of the envelope are swapped for native equivalents (see
+# ``JSON_READ_RULES`` in :mod:`cdb.domain.contracts.fields`) that accept no more than they do;
+# the contracts' error-translating ``__init__`` is not called, as in :func:`_fields_validator`.
+# Whatever this path does not accept returns None, and the caller runs the normal validation,
+# which accepts it or raises its precise error.
+
+
+def _inner(node: Any, kind: str) -> Any:
+    """The first node of type ``kind`` down the ``schema`` chain of ``node``."""
+    while node.get("type") != kind:
+        node = node["schema"]
+    return node
+
+
+# EventEnvelope's model node and its fields, under the wrappers of its model validators.
+_ENVELOPE_MODEL: Any = _inner(EventEnvelope.__pydantic_core_schema__, "model")
+_ENVELOPE_FIELDS: dict[str, Any] = _inner(_ENVELOPE_MODEL, "model-fields")["fields"]
+_ENVELOPE_ORDER = (
+    "event_id",
+    "event_type",
+    "timestamp",
+    "schema_version",
+    "payload",
+    "metadata",
+    "stream_id",
+    "sequence_number",
+)
+_ROUTING = ("event_id", "event_type", "schema_version", "stream_id", "sequence_number")
+_BODY_FIELDS = ("timestamp", "payload", "metadata")
+# Schema nodes that are values, not schemas: never rewritten (a default stays the same object).
+_NOT_SCHEMAS = frozenset({"default", "metadata", "config", "serialization", "cls", "members"})
+_BUILD_LOCK = threading.Lock()
+
+
+def _routing_rule(name: str, kind: str) -> dict[str, Any] | None:
+    """The constraints of a plain routing field, when they are only ``kind`` and its bounds."""
+    schema: dict[str, Any] = _ENVELOPE_FIELDS[name]["schema"]
+    bounds = {"str": {"min_length", "max_length"}, "int": {"ge"}}[kind]
+    if schema.get("type") != kind or not schema.keys() - {"type"} <= bounds:
+        return None
+    return schema
+
+
+_STREAM_ID_RULE = _routing_rule("stream_id", "str")
+_SEQUENCE_RULE = _routing_rule("sequence_number", "int")
+JSON_READ = (
+    FAST_READ
+    and tuple(EventEnvelope.model_fields) == _ENVELOPE_ORDER
+    and _STREAM_ID_RULE is not None
+    and _SEQUENCE_RULE is not None
+)
+"""True when :class:`StoredReader` is used (the envelope's shape is the one it assembles)."""
+_STREAM_ID_MIN = _STREAM_ID_RULE.get("min_length", 0) if _STREAM_ID_RULE else 0
+_STREAM_ID_MAX = _STREAM_ID_RULE.get("max_length", sys.maxsize) if _STREAM_ID_RULE else 0
+_SEQUENCE_MIN = _SEQUENCE_RULE.get("ge", -sys.maxsize) if _SEQUENCE_RULE else 0
+_EVENT_ID = SchemaValidator(_ENVELOPE_FIELDS["event_id"]["schema"])
+_SET_BY_ROUTING = frozenset(_ROUTING)
+
+
+def _envelope_rules() -> dict[Any, Callable[[dict[str, Any]], Any]]:
+    from cdb.domain.contracts.fields import JSON_READ_RULES, utc_datetime_json
+
+    def timestamp(node: dict[str, Any]) -> Any:
+        # NewEvent._timestamp_utc around an aware datetime: the UTC check and conversion.
+        return utc_datetime_json(node["schema"]) if node.get("type") == "function-after" else None
+
+    def traceparent(node: dict[str, Any]) -> Any:
+        # EventMetadata._w3c around an optional str: the same pattern, in the regex engine of
+        # pydantic-core, whose ``$`` is the end of the text (Python's also allows a final \n).
+        inner = node.get("schema", {})
+        if (
+            node.get("type") != "function-after"
+            or inner.get("type") != "nullable"
+            or inner["schema"] != {"type": "str"}
+        ):
+            return None
+        return {**inner, "schema": {"type": "str", "pattern": _TRACEPARENT.pattern}}
+
+    return {
+        **JSON_READ_RULES,
+        NewEvent._timestamp_utc.__func__: timestamp,  # type: ignore[attr-defined]
+        EventMetadata._w3c.__func__: traceparent,  # type: ignore[attr-defined]
+    }
+
+
+def _native_json(
+    node: Any,
+    rules: dict[Any, Callable[[dict[str, Any]], Any]],
+    models: set[type[BaseModel]],
+) -> Any:
+    """``node`` with every known Python validator replaced by its native JSON-read form."""
+    if isinstance(node, list):
+        return [_native_json(item, rules, models) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _NOT_SCHEMAS:
+            out[key] = value
+        elif key == "fields" and isinstance(value, dict):
+            # Keyed by field name, so every entry is a field schema, whatever its name.
+            out[key] = {name: _native_json(field, rules, models) for name, field in value.items()}
+        else:
+            out[key] = _native_json(value, rules, models)
+    kind = out.get("type")
+    if kind in ("function-before", "function-after") and isinstance(out.get("function"), dict):
+        function = out["function"].get("function")
+        rule = rules.get(getattr(function, "__func__", function))
+        native = rule(out) if rule is not None else None
+        if native is not None:
+            return native
+    if kind == "model":
+        models.add(out["cls"])
+        if out.get("custom_init") and _translates_errors_only(out["cls"]):
+            out["custom_init"] = False
+    return out
+
+
+def _translates_errors_only(cls: type[BaseModel]) -> bool:
+    # Payload.__init__ only turns pydantic's error into ContractError; the normal path, which
+    # runs when this one refuses, raises that error. Any other __init__ is kept.
+    from cdb.domain.contracts.base import Payload
+
+    return cls.__init__ is Payload.__init__
+
+
+def _build(schema: Any, config: Any, models: set[type[BaseModel]]) -> SchemaValidator:
+    # pydantic-core reuses a finished model class's own validator for a ``model`` node, which
+    # would ignore the rewritten node; while the validator is built the classes are marked
+    # unfinished, as ``model_rebuild`` itself does, and restored under the same lock.
+    with _BUILD_LOCK:
+        finished = [cls for cls in models if cls.__dict__.get("__pydantic_complete__")]
+        try:
+            for cls in finished:
+                type.__setattr__(cls, "__pydantic_complete__", False)
+            return SchemaValidator(schema, config)
+        finally:
+            for cls in finished:
+                type.__setattr__(cls, "__pydantic_complete__", True)
+
+
+# A routing field's slot in the body validator: filled in from the entry's own fields after
+# validation, so the JSON body must not carry it (the normal path refuses such a body too).
+_NOT_IN_BODY = core_schema.literal_schema([object()])
+
+
+def reader_schema(contract: type[Contract]) -> tuple[Any, set[type[BaseModel]]]:
+    """The native JSON-read schema of a stored body carrying ``contract``, and its model classes."""
+    # Every envelope field, in the envelope's order, so the validated values are the
+    # envelope's ``__dict__`` once the routing slots are filled.
+    fields = {
+        name: {
+            "type": "model-field",
+            "schema": core_schema.with_default_schema(_NOT_IN_BODY, default=None),
+        }
+        for name in EventEnvelope.model_fields
+    }
+    fields["timestamp"] = _ENVELOPE_FIELDS["timestamp"]
+    fields["payload"] = {"type": "model-field", "schema": contract.__pydantic_core_schema__}
+    fields["metadata"] = _ENVELOPE_FIELDS["metadata"]
+    schema = {
+        "type": "model",
+        "cls": EventEnvelope,
+        "config": _ENVELOPE_MODEL["config"],
+        "schema": {"type": "model-fields", "fields": fields, "extra_behavior": "forbid"},
+    }
+    models: set[type[BaseModel]] = set()
+    return _native_json(schema, _envelope_rules(), models), models
+
+
+class StoredReader:
+    """Reads the stored entries of one ``(event type, schema version)`` in one native pass."""
+
+    __slots__ = ("_body", "event_type", "schema_version")
+
+    def __init__(self, event_type: EventType, schema_version: str) -> None:
+        self.event_type = event_type
+        self.schema_version = schema_version
+        schema, models = reader_schema(_contract(event_type, schema_version))
+        self._body = _build(schema, None, models)
+
+    def read(
+        self, event_id: str, stream_id: str, sequence_number: int, body: str | bytes
+    ) -> EventEnvelope | None:
+        """The envelope, equal to ``EventEnvelope.model_validate`` of the same entry, or None
+        when anything is unusual or invalid (the normal validation then decides)."""
+        if not (
+            _STREAM_ID_MIN <= len(stream_id) <= _STREAM_ID_MAX and sequence_number >= _SEQUENCE_MIN
+        ):
+            return None
+        try:
+            event_uuid = _EVENT_ID.validate_python(event_id)
+            envelope: EventEnvelope = self._body.validate_json(body)
+        except ValidationError:
+            return None
+        values = envelope.__dict__
+        values["event_id"] = event_uuid
+        values["event_type"] = self.event_type
+        values["schema_version"] = self.schema_version
+        values["stream_id"] = stream_id
+        values["sequence_number"] = sequence_number
+        envelope.__pydantic_fields_set__.update(_ROUTING)
+        return envelope
+
+
+_READERS: dict[tuple[str | bytes, str | bytes], StoredReader] = {}
+_HEAD_OF_TYPE = SchemaValidator(
+    {
+        "type": "model-fields",
+        "fields": {name: _ENVELOPE_FIELDS[name] for name in ("event_type", "schema_version")},
+    }
+)
+
+
+def stored_reader(event_type: str | bytes, schema_version: str | bytes) -> StoredReader | None:
+    """The reader of entries with these raw ``t`` and ``v`` fields (both str or both bytes),
+    or None when they are not a valid, registered pair (the normal validation then says why)."""
+    key = (event_type, schema_version)
+    reader = _READERS.get(key)
+    if reader is not None or not JSON_READ:
+        return reader
+    try:
+        if isinstance(event_type, bytes) and isinstance(schema_version, bytes):
+            event_type, schema_version = event_type.decode(), schema_version.decode()
+        elif not (isinstance(event_type, str) and isinstance(schema_version, str)):
+            return None
+        values, _extra, _set = _HEAD_OF_TYPE.validate_python(
+            {"event_type": event_type, "schema_version": schema_version}
+        )
+        _contract(values["event_type"], values["schema_version"])
+    except (ValidationError, UnicodeDecodeError, CdbError):
+        return None  # not cached: only registered pairs are, so the cache stays small
+    # The version validated as the raw value is kept: a str equal to it.
+    reader = StoredReader(values["event_type"], values["schema_version"])
+    _READERS[key] = reader
+    return reader

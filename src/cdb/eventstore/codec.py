@@ -21,7 +21,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from cdb.domain.envelope import EventEnvelope, EventMetadata, NewEvent, stored_envelope
+from cdb.domain.envelope import (
+    EventEnvelope,
+    EventMetadata,
+    NewEvent,
+    stored_envelope,
+    stored_reader,
+)
 from cdb.errors import ContractError
 
 FIELDS = ("id", "n", "s", "t", "v", "d")
@@ -87,6 +93,48 @@ RawFields = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, byt
 
 def decode_fields(fields: RawFields) -> EventEnvelope:
     """The envelope stored in one entry; a malformed entry raises :class:`ContractError`."""
+    envelope = _read(fields)
+    return envelope if envelope is not None else _decode_checked(fields)
+
+
+def _read(fields: RawFields) -> EventEnvelope | None:
+    """The usual entry (exactly the six fields, all bytes or all str) read in one native pass;
+    None for anything else, valid or not: :func:`_decode_checked` decides and words the error."""
+    if len(fields) != len(FIELDS):
+        return None
+    raw: Any = fields
+    try:
+        if b"d" in raw:
+            reader = stored_reader(raw[b"t"], raw[b"v"])
+            if reader is None:
+                return None
+            # int() of the ASCII bytes gives what int() of the decoded text gives; other bytes
+            # raise here and go the checked way.
+            return reader.read(raw[b"id"].decode(), raw[b"s"].decode(), int(raw[b"n"]), raw[b"d"])
+        event_id, n, stream_id, event_type, version, d = (
+            raw["id"],
+            raw["n"],
+            raw["s"],
+            raw["t"],
+            raw["v"],
+            raw["d"],
+        )
+        if not (
+            type(event_id) is str
+            and type(n) is str
+            and type(stream_id) is str
+            and type(event_type) is str
+            and type(version) is str
+            and type(d) is str
+        ):
+            return None
+        reader = stored_reader(event_type, version)
+        return None if reader is None else reader.read(event_id, stream_id, int(n), d)
+    except (KeyError, AttributeError, UnicodeDecodeError, TypeError, ValueError):
+        return None
+
+
+def _decode_checked(fields: RawFields) -> EventEnvelope:
     values = _six(fields)
     if values is None:  # not exactly the six fields as bytes or str: check everything
         values = _six_checked(fields)

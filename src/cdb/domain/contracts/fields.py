@@ -13,6 +13,7 @@ Rules that every contract obeys:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -26,6 +27,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import core_schema
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+_[A-Z0-9]+$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
@@ -174,3 +176,71 @@ Venue = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Confidence = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+# -- the same rules for JSON read back from a store, without calling back into Python ----------
+#
+# Decoding a stored event is the hot path of every consumer. There the input is JSON, where a
+# float, an integer and a string are told apart by the parser, so the rules above need no Python
+# callback. Each rewriter takes the core schema node pydantic built for one of the validators
+# above and returns a node that accepts no more than it does, from JSON input only, with equal
+# results; it returns None when the node is not the shape it knows (the node is then kept).
+# Whatever the native node refuses is decided again by the normal validation, which also words
+# the error, so refusing more here is never wrong; accepting more would be.
+
+
+def _exact_json(node: dict[str, Any]) -> Any:
+    # BeforeValidator(_no_float) around a decimal: only a JSON string or integer reaches the
+    # decimal's own rules, as the Python str or int the decimal sees today.
+    inner = node.get("schema", {})
+    if node.get("type") != "function-before" or inner.get("type") != "decimal":
+        return None
+    return core_schema.chain_schema(
+        [
+            core_schema.union_schema(
+                [core_schema.str_schema(strict=True), core_schema.int_schema(strict=True)],
+                mode="left_to_right",
+            ),
+            inner,
+        ]
+    )
+
+
+# The form pydantic writes a UTC datetime in (``...Z``, up to microseconds). Every string of this
+# form that ``datetime.fromisoformat`` accepts, pydantic accepts as the same instant (both check
+# the calendar); fromisoformat returns it with the stdlib UTC tzinfo, which the rules above
+# return too (pydantic's own parser gives its TzInfo(0), which a callback would have to convert).
+UTC_TIMESTAMP_FORM = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+_PLAIN_DATETIME = {"type", "tz_constraint", "microseconds_precision", "strict"}
+
+
+def utc_datetime_json(datetime_node: dict[str, Any]) -> Any:
+    """An aware, otherwise unconstrained ``datetime`` node as the UTC string form above."""
+    if (
+        datetime_node.get("type") != "datetime"
+        or datetime_node.get("tz_constraint") != "aware"
+        or not datetime_node.keys() <= _PLAIN_DATETIME
+    ):
+        return None
+    return core_schema.no_info_after_validator_function(
+        datetime.fromisoformat, core_schema.str_schema(strict=True, pattern=UTC_TIMESTAMP_FORM)
+    )
+
+
+def _utc_json(node: dict[str, Any]) -> Any:
+    # AfterValidator(_utc_only) around BeforeValidator(_no_epoch) around an aware datetime.
+    inner = node.get("schema", {})
+    if (
+        node.get("type") != "function-after"
+        or inner.get("type") != "function-before"
+        or inner["function"]["function"] is not _no_epoch
+    ):
+        return None
+    return utc_datetime_json(inner["schema"])
+
+
+JSON_READ_RULES: dict[Callable[..., Any], Callable[[dict[str, Any]], Any]] = {
+    _no_float: _exact_json,
+    _utc_only: _utc_json,
+}
+"""Validator function -> rewriter of its core schema node into a native JSON-read node (or None)."""
