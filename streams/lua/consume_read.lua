@@ -8,11 +8,10 @@
 -- recorded and only looks up what they wait behind.
 -- KEYS[1] topic partition, KEYS[2] tails hash, KEYS[3] waits hash, KEYS[4] held hash,
 -- KEYS[5] mark. ARGV[1] group, ARGV[2] consumer, ARGV[3] count: > 0 reads up to that many new
--- entries here; 0 records the caller's entries: ARGV[4] their ids joined by ',', ARGV[5] the
--- byte length of each one's aggregate (0 = none) joined by ',', ARGV[6] the aggregates
--- concatenated (whole-batch arguments: thousands of small ones cost more to pack and parse
--- than the work; lengths rather than a separator, as an aggregate may hold any byte), then
--- pairs (1-based index, requeue group) for entries carrying one.
+-- entries here; 0 records the caller's entries: ARGV[4] their ids joined by ',' (cheap to
+-- send and to split), ARGV[5] m, then m pairs (1-based index, requeue group) for entries
+-- carrying one, then each entry's aggregate ('' = none; one per argument, as an aggregate may
+-- hold any byte).
 -- Returns {top, entries, waits}: the entries read here ({id, fields} each); top = the stream's
 -- newest id when the script read nothing (what a blocking wait waits past), else ''; waits =
 -- pairs (1-based index, id it waits behind) for the entries not free to run.
@@ -34,7 +33,9 @@ end
 local function sliced(cmd, key, items, out)
   for i = 1, #items, 4000 do
     local r = redis.call(cmd, key, unpack(items, i, math.min(i + 3999, #items)))
-    if out then for _, v in ipairs(r) do out[#out + 1] = v end end
+    if out then
+      for _, v in ipairs(r) do out[#out + 1] = v end
+    end
   end
   return out
 end
@@ -53,15 +54,15 @@ if count > 0 then
     top = (#last == 1 and last[1][1]) or '0-0'
   end
 else
-  local lengths, blob, pos = string.gmatch(ARGV[5], '%d+'), ARGV[6], 1
+  local pairs_end = 5 + 2 * tonumber(ARGV[5])
+  local n = 0
   for id in string.gmatch(ARGV[4], '[^,]+') do
-    local len = tonumber(lengths() or '0')
-    ids[#ids + 1] = id
-    aggs[#ids] = string.sub(blob, pos, pos + len - 1)
-    rgs[#ids] = ''
-    pos = pos + len
+    n = n + 1
+    ids[n] = id
+    aggs[n] = ARGV[pairs_end + n]
+    rgs[n] = ''
   end
-  for i = 7, #ARGV, 2 do rgs[tonumber(ARGV[i])] = ARGV[i + 1] end
+  for i = 6, pairs_end, 2 do rgs[tonumber(ARGV[i])] = ARGV[i + 1] end
 end
 local n = #ids
 if n == 0 then return {top, entries, {}} end

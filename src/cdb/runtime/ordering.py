@@ -133,27 +133,19 @@ def record(client: redis.Redis, pk: PartitionKeys, consumer: str, rows: Rows) ->
     """Record rows this consumer read natively; returns 0-based index -> id it waits behind."""
     if not rows:
         return {}
-    ids: list[Any] = []
-    aggregates: list[bytes] = []
+    if isinstance(rows[0][0], bytes):
+        ids = b",".join([eid for eid, _ in rows])
+        aggregates = [fields.get(b"s", b"") for _, fields in rows]
+    else:
+        ids = ",".join([eid for eid, _ in rows]).encode()
+        aggregates = [aggregate_of(fields) for _, fields in rows]
     requeued: list[str] = []
-    for i, (eid, fields) in enumerate(rows):
-        ids.append(eid)
-        agg = fields.get(b"s")
-        aggregates.append(agg if agg is not None else aggregate_of(fields))
+    for i, (_, fields) in enumerate(rows):
         if len(fields) != 6:  # the six fields of an event; a requeued one carries rq and rg
             rg = fields.get(b"rg") or fields.get("rg")
             if rg is not None:
                 requeued += (str(i + 1), text(rg))
-    sep = b"," if isinstance(ids[0], bytes) else ","
-    args: list[Any] = [
-        pk.group,
-        consumer,
-        "0",
-        sep.join(ids),
-        ",".join([str(len(a)) for a in aggregates]),
-        b"".join(aggregates),
-        *requeued,
-    ]
+    args = [pk.group, consumer, "0", ids, str(len(requeued) // 2), *requeued, *aggregates]
     return parse_read(_READ.call(client, pk.read_keys(), args)).waits
 
 
@@ -161,13 +153,11 @@ def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, bytes,
     """Ack ``(entry id, aggregate, waited)`` triples in one step, releasing their place."""
     if not done:
         return
-    aggregates = [aggregate for _, aggregate, _ in done]
     args: list[str | bytes] = [
         pk.group,
         ",".join([entry_id for entry_id, _, _ in done]),
-        ",".join([str(len(a)) for a in aggregates]),
-        b"".join(aggregates),
         ",".join([entry_id for entry_id, _, waited in done if waited]),
+        *[aggregate for _, aggregate, _ in done],
     ]
     _ACK.call(client, [pk.stream, pk.tails, pk.waits], args)
 
