@@ -302,13 +302,7 @@ class Consumer:
             candidates.sort(key=lambda e: id_key(e.entry_id))
 
         cycle = _Cycle()
-        parked = part.parked
-        handle = self._handle
-        for entry in candidates:
-            if entry.prev and entry.prev not in cycle.ok_ids:
-                parked[entry.entry_id] = entry
-                continue
-            handle(part, entry, cycle)
+        self._run(part, candidates, cycle)
         self._commit(part, cycle)
         self._append_outputs(part, cycle)
         ordering.ack(self.client, part.pk, [(e.entry_id, e.agg, e.waited) for e in cycle.ok])
@@ -348,6 +342,41 @@ class Consumer:
             entry.prev, entry.waited = prev, True
         return entries
 
+    def _run(self, part: _Partition, candidates: list[_Entry], cycle: _Cycle) -> None:
+        """Handle, in order, every entry whose predecessor is finished; park the others.
+
+        The per-entry path of the runtime: what every entry needs is bound once per batch, and
+        the usual entry (six fields, handler answers None) goes through no other call."""
+        parked = part.parked
+        ok, ok_ids = cycle.ok, cycle.ok_ids
+        handler, tracing, decode = self.handler, self._tracer.on, decode_fields
+        topic, partition, group, name = part.pk.topic, part.pk.partition, self.group, self.name
+        for entry in candidates:
+            if entry.prev and entry.prev not in ok_ids:
+                parked[entry.entry_id] = entry
+                continue
+            fields: Any = entry.fields
+            if len(fields) != 6 or tracing:  # requeued (rq, rg), malformed, or traced
+                self._handle(part, entry, cycle)
+                continue
+            try:
+                event = decode(fields)
+            except ContractError as exc:
+                self._dead_letter(part, entry, deadletter.CONTRACT, exc)
+                continue
+            delivery = Delivery(
+                topic, partition, group, name, entry.entry_id, entry.delivery_count or 1, fields
+            )
+            try:
+                outcome = handler(event, delivery)
+            except Exception as exc:
+                outcome = self._failure(exc, delivery, None)
+            if outcome is None:
+                ok.append(entry)
+                ok_ids.add(entry.entry_id)
+            else:
+                self._settle(part, entry, outcome, cycle)
+
     def _handle(self, part: _Partition, entry: _Entry, cycle: _Cycle) -> None:
         fields: Any = entry.fields
         if len(fields) != 6:  # an event has six fields; a requeued one also carries rq and rg
@@ -380,6 +409,11 @@ class Consumer:
                 outcome = self.handler(event, delivery)
             except Exception as exc:
                 outcome = self._failure(exc, delivery, None)
+        self._settle(part, entry, outcome, cycle)
+
+    def _settle(
+        self, part: _Partition, entry: _Entry, outcome: Outcome | None, cycle: _Cycle
+    ) -> None:
         if outcome is None:
             cycle.ok.append(entry)
             cycle.ok_ids.add(entry.entry_id)
