@@ -164,6 +164,7 @@ class Consumer:
         )
         self._tracer = EntryTracer(topic, group, tracer_provider)
         self._started = False
+        self._draining = False  # stopping: handle what the last wait read, read nothing new
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -192,9 +193,24 @@ class Consumer:
                 busy = self._step_reconnecting(stop)
                 if idle_exit and not busy and not self.has_work():
                     break
+            self._drain()
         finally:
             self.close()
         return self.stats
+
+    def _drain(self) -> None:
+        """Handle entries a wait read just before the stop, so none stays pending here."""
+        if not any(p.prefetched is not None and p.prefetched.rows for p in self._parts):
+            return
+        self._draining = True
+        try:
+            for part in self._parts:
+                if part.prefetched is not None:
+                    self._cycle(part)
+        except _TRANSIENT as exc:  # they stay pending; a live consumer claims them
+            log.warning("consumer %s could not finish read entries on stop: %s", self.name, exc)
+        finally:
+            self._draining = False
 
     def has_work(self) -> bool:
         return any(
@@ -279,7 +295,7 @@ class Consumer:
 
     def _cycle(self, part: _Partition) -> int:
         now = now_ms()
-        if now >= part.next_claim_ms:
+        if now >= part.next_claim_ms and not self._draining:
             self._claim(part)
             part.next_claim_ms = now + self._claim_every_ms
         if part.parked and (
@@ -317,6 +333,8 @@ class Consumer:
         read = part.prefetched
         if read is not None:
             part.prefetched = None
+        elif self._draining:
+            return []
         elif part.big:
             read = ordering.read_big(self.client, part.pk, self.name, room)
         else:
@@ -617,8 +635,12 @@ class Consumer:
             if part.parked:
                 timeout = min(timeout, max(0, part.next_heads_ms - now))
             timeout = min(timeout, max(0, part.next_claim_ms - now))
-        if timeout <= 0 or not all(p.top for p in self._parts):
-            return  # something is due, or a read did not say where its stream ends: read first
+        if timeout <= 0 or any(
+            (p.prefetched is not None and p.prefetched.rows) or not p.top for p in self._parts
+        ):
+            # Something is due, a read is in hand, or a read did not say where its stream
+            # ends: read (or handle) first.
+            return
         pipe = self.client.pipeline(transaction=False)
         pipe.xread({p.pk.stream: p.top for p in self._parts}, count=1, block=max(1, timeout))
         count = min(self.policy.batch_size, _SMALL)
@@ -634,7 +656,9 @@ class Consumer:
                 else:
                     failure = result
                 continue
-            part.prefetched = ordering.parse_read(result)
+            part.prefetched = read = ordering.parse_read(result)
+            if read.top:
+                part.top = read.top
         if failure is None and isinstance(results[0], Exception):
             failure = results[0]
         if failure is not None:
