@@ -7,11 +7,13 @@ local touched = 0
 while true do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], start, '+', 500, ARGV[2])
   if #p == 0 then break end
-  local ids = {}
-  for i, e in ipairs(p) do ids[i] = e[1] end
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids), 'JUSTID')
-  touched = touched + #ids
+  -- unpack expands to every value only in last position: the ids and JUSTID in one table
+  local args = {}
+  for _, e in ipairs(p) do args[#args + 1] = e[1] end
+  args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(args))
+  touched = touched + #p
   if #p < 500 then break end
-  start = '(' .. ids[#ids]
+  start = '(' .. p[#p][1]
 end
 return touched

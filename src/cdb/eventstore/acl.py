@@ -87,7 +87,7 @@ _GROUP_OPS = (
     "xlen",
     "exists",
 )
-# The group's own keys: dead letters (dead_letter.lua), heartbeats, order lists, lock, mark.
+# The group's own keys: dead letters (dead_letter.lua), heartbeats, order hashes, mark.
 _GROUP_STATE = (
     "xadd",
     "xrange",
@@ -96,17 +96,11 @@ _GROUP_STATE = (
     "set",
     "del",
     "hget",
+    "hmget",
     "hset",
     "hdel",
     "hexists",
     "hgetall",
-    "llen",
-    "lpos",
-    "lindex",
-    "lrange",
-    "linsert",
-    "rpush",
-    "lrem",
 )
 # services/lease.py: SET NX PX, then renew/release scripts (GET, PEXPIRE, DEL).
 _LEASE = (*_SCRIPTS, "get", "set", "pexpire", "del")
@@ -132,12 +126,7 @@ _OPERATOR = (
     "hset",
     "hdel",
     "hexists",
-    "llen",
-    "lrange",
-    "lindex",
-    "lpos",
-    "lset",
-    "lrem",
+    "hmget",
 )
 
 
@@ -285,9 +274,9 @@ def _service(topology: Topology, keys: Keys, service: str) -> AclUser:
                 _exact(keys.dead_letter(topic.name, service, k)),
                 _exact(keys.heartbeats(topic.name, service, k)),
                 _exact(keys.held(topic.name, service, k)),
-                _exact(keys.read_lock(topic.name, service, k)),
+                _exact(keys.tails(topic.name, service, k)),
+                _exact(keys.waits(topic.name, service, k)),
                 _exact(keys.registered(topic.name, service, k)),
-                _exact(keys.order_prefix(topic.name, service, k)) + "*",
             ]
     if inputs:
         both = tuple(inputs + state)

@@ -7,9 +7,9 @@ Layout (``ns`` is the configurable namespace, ``k`` the partition index)::
     {ns:k}:topic:<topic>            topic partition stream (the Pub/Sub channel's replacement)
     {ns:k}:dlq:<topic>:<group>      dead letters of one group on one partition
     {ns:k}:hb:<topic>:<group>       hash consumer -> last heartbeat (ms)
-    {ns:k}:ord:<topic>:<group>:<s>  list: unfinished entry ids of aggregate s, in order (runtime)
+    {ns:k}:tail:<topic>:<group>     hash aggregate -> its newest delivered, unfinished entry id
+    {ns:k}:waits:<topic>:<group>    hash entry id -> the entry of its aggregate it waits behind
     {ns:k}:held:<topic>:<group>     hash entry id -> why it holds its place while not pending
-    {ns:k}:rlock:<topic>:<group>    short lock: one reader at a time reads + records order
     {ns:k}:reg:<topic>:<group>      id up to which delivered entries have their place in line
     {ns:meta}:audit                 operator actions (dlq requeue/purge, claims)
     {ns:meta}:lease:<service>       the owner token of the one active replica of a service
@@ -59,15 +59,14 @@ class Keys:
     def heartbeats(self, topic: str, group: str, partition: int) -> str:
         return f"{self.tag(partition)}:hb:{topic}:{group}"
 
-    def order_prefix(self, topic: str, group: str, partition: int) -> str:
-        """Prefix of the per-aggregate order lists; the runtime's Lua appends the aggregate."""
-        return f"{self.tag(partition)}:ord:{topic}:{group}:"
+    def tails(self, topic: str, group: str, partition: int) -> str:
+        return f"{self.tag(partition)}:tail:{topic}:{group}"
+
+    def waits(self, topic: str, group: str, partition: int) -> str:
+        return f"{self.tag(partition)}:waits:{topic}:{group}"
 
     def held(self, topic: str, group: str, partition: int) -> str:
         return f"{self.tag(partition)}:held:{topic}:{group}"
-
-    def read_lock(self, topic: str, group: str, partition: int) -> str:
-        return f"{self.tag(partition)}:rlock:{topic}:{group}"
 
     def registered(self, topic: str, group: str, partition: int) -> str:
         return f"{self.tag(partition)}:reg:{topic}:{group}"

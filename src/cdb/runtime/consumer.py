@@ -4,8 +4,9 @@ One cycle per partition:
 
 1. now and then, claim entries of consumers that went silent and remove consumers that are gone;
 2. re-run own entries whose retry backoff elapsed (XCLAIM to self: Redis counts the delivery);
-3. read a batch (XREADGROUP under a short per-group read lock, then one Lua step recording each
-   entry's place in its aggregate's line, see :mod:`cdb.runtime.ordering`);
+3. read a batch and record each entry's place in its aggregate's order (one Lua step for small
+   batches, a plain XREADGROUP then that step for big ones, see :mod:`cdb.runtime.ordering`);
+   when idle, the read waits behind a blocking XREAD in the same round trip;
 4. handle, in entry order, every entry whose aggregate predecessor is finished; park the others;
 5. call ``commit`` if given, append the handlers' outputs (one pipeline), then ack the batch
    (one round trip).
@@ -33,15 +34,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponen
 
 from cdb.domain.envelope import EventEnvelope
 from cdb.errors import ContractError, HandlerRejected, StoreError, StoreUnavailableError
-from cdb.eventstore.codec import decode_fields
+from cdb.eventstore.codec import RawFields, decode_fields
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.store import AppendRequest, AppendResult, EventStore
 from cdb.eventstore.topology import GroupPolicy, Topic, Topology
 from cdb.runtime import claim, deadletter, ordering, retry
-from cdb.runtime._util import id_key, now_ms, text
+from cdb.runtime._util import fields_text, id_key, now_ms, text
 from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
 from cdb.runtime.heartbeat import Heartbeat, interval_ms
-from cdb.runtime.ordering import PartitionKeys
+from cdb.runtime.ordering import PartitionKeys, Read
 from cdb.runtime.tracing import EntryTracer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ _TRANSIENT = (
 _PING_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError)
 _ROUTING = ("rq", "rg")  # fields a requeue adds; not part of the event
 _ACK = Ack()
+_SMALL = ordering.SMALL
 
 
 def default_consumer_name() -> str:
@@ -70,18 +72,32 @@ class ConsumerStats:
     reconnects: int = 0
 
 
-@dataclass(slots=True)
 class _Entry:
-    entry_id: str
-    fields: dict[str, str]
-    prev: str = ""  # the aggregate predecessor it waits for ('' = none)
-    held: bool = False  # that predecessor is dead-lettered (or requeued, not yet delivered)
-    delivery_count: int | None = None  # None = ask Redis when it matters
-    checked: bool = True  # prev is current (False after a claim or a resync)
+    """One entry in hand; fields as redis-py returned them (bytes, or str)."""
 
-    @property
-    def aggregate(self) -> str:
-        return self.fields.get("s", "")
+    __slots__ = ("agg", "checked", "delivery_count", "entry_id", "fields", "held", "prev", "waited")
+
+    def __init__(
+        self,
+        entry_id: str,
+        fields: RawFields,
+        agg: bytes,
+        prev: str = "",
+        delivery_count: int | None = None,
+        *,
+        checked: bool = True,
+        waited: bool = True,
+    ) -> None:
+        self.entry_id = entry_id
+        self.fields = fields
+        self.agg = agg  # the aggregate ('' = none), as the ack passes it
+        self.prev = prev  # the aggregate predecessor it waits for ('' = none)
+        self.held = False  # that predecessor is dead-lettered (or requeued, not yet delivered)
+        self.delivery_count = delivery_count  # None = ask Redis when it matters
+        self.checked = checked  # prev is current (False after a claim or a resync)
+        # Redis may record what it waits behind (the ack clears that); False only for a fresh
+        # read that came back waiting behind nothing.
+        self.waited = waited
 
 
 @dataclass
@@ -89,8 +105,9 @@ class _Partition:
     pk: PartitionKeys
     parked: dict[str, _Entry] = field(default_factory=dict)
     retries: retry.RetrySchedule = field(default_factory=retry.RetrySchedule)
-    last_id: str = "0-0"
-    contended: bool = False  # another reader held the read lock: look again soon
+    top: str = ""  # the stream's newest id after an empty read ('' = unknown: do not block)
+    big: bool = False  # the last read filled a small one: read natively
+    prefetched: Read | None = None  # read by the last wait, not handled yet
     next_claim_ms: int = 0
     next_heads_ms: int = 0
 
@@ -147,6 +164,7 @@ class Consumer:
         )
         self._tracer = EntryTracer(topic, group, tracer_provider)
         self._started = False
+        self._draining = False  # stopping: handle what the last wait read, read nothing new
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -156,6 +174,7 @@ class Consumer:
             return
         for part in self._parts:
             ensure_group(self.client, part.pk)
+        ordering.load_scripts(self.client)
         self._heartbeat.start()
         self._started = True
         self._resync()
@@ -174,12 +193,30 @@ class Consumer:
                 busy = self._step_reconnecting(stop)
                 if idle_exit and not busy and not self.has_work():
                     break
+            self._drain()
         finally:
             self.close()
         return self.stats
 
+    def _drain(self) -> None:
+        """Handle entries a wait read just before the stop, so none stays pending here."""
+        if not any(p.prefetched is not None and p.prefetched.rows for p in self._parts):
+            return
+        self._draining = True
+        try:
+            for part in self._parts:
+                if part.prefetched is not None:
+                    self._cycle(part)
+        except _TRANSIENT as exc:  # they stay pending; a live consumer claims them
+            log.warning("consumer %s could not finish read entries on stop: %s", self.name, exc)
+        finally:
+            self._draining = False
+
     def has_work(self) -> bool:
-        return any(p.parked or len(p.retries) for p in self._parts)
+        return any(
+            p.parked or len(p.retries) or (p.prefetched is not None and p.prefetched.rows)
+            for p in self._parts
+        )
 
     # -- one cycle -------------------------------------------------------------------------------
 
@@ -223,12 +260,15 @@ class Consumer:
         self.stats.reconnects += 1
         log.warning("consumer %s reconnected after %.1fs", self.name, time.monotonic() - started)
         self._heartbeat.beat_now()
+        ordering.load_scripts(self.client)
         self._resync()
 
     def _resync(self) -> None:
         """Adopt own pending entries this process does not track (lost replies, restarts)."""
         for part in self._parts:
             known = set(part.parked) | part.retries.ids()
+            if part.prefetched is not None:
+                known |= {text(eid) for eid, _ in part.prefetched.rows}
             rows = self.client.xpending_range(
                 part.pk.stream,
                 part.pk.group,
@@ -243,18 +283,19 @@ class Consumer:
             pipe = self.client.pipeline(transaction=False)
             for eid in missing:
                 pipe.xrange(part.pk.stream, eid, eid)
-            gone: list[tuple[str, str]] = []
+            gone: list[tuple[str, bytes, bool]] = []
             for eid, found in zip(missing, pipe.execute(), strict=True):
                 if found:
-                    fields = {text(k): text(v) for k, v in found[0][1].items()}
-                    part.parked[eid] = _Entry(eid, fields, checked=False)
+                    fields = fields_text(found[0][1])
+                    agg = ordering.aggregate_of(fields)
+                    part.parked[eid] = _Entry(eid, fields, agg, checked=False)
                 else:
-                    gone.append((eid, ""))
+                    gone.append((eid, b"", True))
             ordering.ack(self.client, part.pk, gone)
 
     def _cycle(self, part: _Partition) -> int:
         now = now_ms()
-        if now >= part.next_claim_ms:
+        if now >= part.next_claim_ms and not self._draining:
             self._claim(part)
             part.next_claim_ms = now + self._claim_every_ms
         if part.parked and (
@@ -277,14 +318,10 @@ class Consumer:
             candidates.sort(key=lambda e: id_key(e.entry_id))
 
         cycle = _Cycle()
-        for entry in candidates:
-            if entry.prev and entry.prev not in cycle.ok_ids:
-                part.parked[entry.entry_id] = entry
-                continue
-            self._handle(part, entry, cycle)
+        self._run(part, candidates, cycle)
         self._commit(part, cycle)
         self._append_outputs(part, cycle)
-        ordering.ack(self.client, part.pk, [(e.entry_id, e.aggregate) for e in cycle.ok])
+        ordering.ack(self.client, part.pk, [(e.entry_id, e.agg, e.waited) for e in cycle.ok])
         for entry, reason in cycle.failed:
             self._failed(part, entry, reason)
         self.stats.handled += len(cycle.ok)
@@ -293,37 +330,112 @@ class Consumer:
     def _read(self, part: _Partition, room: int) -> list[_Entry]:
         if room <= 0:
             return []
-        entries, last = ordering.read_batch(self.client, part.pk, self.name, room)
-        part.contended = last is None
-        if last:
-            part.last_id = last
-        return [_Entry(e.entry_id, e.fields, prev=e.prev, delivery_count=1) for e in entries]
+        read = part.prefetched
+        if read is not None:
+            part.prefetched = None
+        elif self._draining:
+            return []
+        elif part.big:
+            read = ordering.read_big(self.client, part.pk, self.name, room)
+        else:
+            read = ordering.read_small(self.client, part.pk, self.name, min(room, _SMALL))
+        rows = read.rows
+        part.top = read.top
+        part.big = len(rows) >= _SMALL
+        if not rows:
+            return []
+        waits = read.waits
+        if isinstance(rows[0][0], bytes):  # the usual client: ids and fields as bytes
+            entries = [
+                _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
+                for eid, fields in rows
+            ]
+        else:
+            entries = [
+                _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
+                for eid, fields in rows
+            ]
+        for i, prev in waits.items():
+            entry = entries[i]
+            entry.prev, entry.waited = prev, True
+        return entries
+
+    def _run(self, part: _Partition, candidates: list[_Entry], cycle: _Cycle) -> None:
+        """Handle, in order, every entry whose predecessor is finished; park the others.
+
+        The per-entry path of the runtime: what every entry needs is bound once per batch, and
+        the usual entry (six fields, handler answers None) goes through no other call."""
+        parked = part.parked
+        ok, ok_ids = cycle.ok, cycle.ok_ids
+        handler, tracing, decode = self.handler, self._tracer.on, decode_fields
+        topic, partition, group, name = part.pk.topic, part.pk.partition, self.group, self.name
+        for entry in candidates:
+            if entry.prev and entry.prev not in ok_ids:
+                parked[entry.entry_id] = entry
+                continue
+            fields: Any = entry.fields
+            if len(fields) != 6 or tracing:  # requeued (rq, rg), malformed, or traced
+                self._handle(part, entry, cycle)
+                continue
+            try:
+                event = decode(fields)
+            except ContractError as exc:
+                self._dead_letter(part, entry, deadletter.CONTRACT, exc)
+                continue
+            delivery = Delivery(
+                topic, partition, group, name, entry.entry_id, entry.delivery_count or 1, fields
+            )
+            try:
+                outcome = handler(event, delivery)
+            except Exception as exc:
+                outcome = self._failure(exc, delivery, None)
+            if outcome is None:
+                ok.append(entry)
+                ok_ids.add(entry.entry_id)
+            else:
+                self._settle(part, entry, outcome, cycle)
 
     def _handle(self, part: _Partition, entry: _Entry, cycle: _Cycle) -> None:
-        fields = entry.fields
-        if "rg" in fields:
-            if fields["rg"] != self.group:
-                # Requeued for another group (reached us through a claim): nothing to do.
-                cycle.ok.append(entry)
-                cycle.ok_ids.add(entry.entry_id)
-                return
-            fields = {k: v for k, v in fields.items() if k not in _ROUTING}
+        fields: Any = entry.fields
+        if len(fields) != 6:  # an event has six fields; a requeued one also carries rq and rg
+            fields = fields_text(fields)
+            if "rg" in fields:
+                if fields["rg"] != self.group:
+                    # Requeued for another group (reached us through a claim): nothing to do.
+                    cycle.ok.append(entry)
+                    cycle.ok_ids.add(entry.entry_id)
+                    return
+                fields = {k: v for k, v in fields.items() if k not in _ROUTING}
         try:
             event = decode_fields(fields)
         except ContractError as exc:
             self._dead_letter(part, entry, deadletter.CONTRACT, exc)
             return
         delivery = Delivery(
-            topic=part.pk.topic,
-            partition=part.pk.partition,
-            group=self.group,
-            consumer=self.name,
-            entry_id=entry.entry_id,
-            delivery_count=entry.delivery_count or 1,
-            fields=fields,
+            part.pk.topic,
+            part.pk.partition,
+            self.group,
+            self.name,
+            entry.entry_id,
+            entry.delivery_count or 1,
+            fields,
         )
-        outcome = self._call(event, delivery)
-        if isinstance(outcome, Ack):
+        if self._tracer.on:
+            outcome: Outcome | None = self._call(event, delivery)
+        else:
+            try:
+                outcome = self.handler(event, delivery)
+            except Exception as exc:
+                outcome = self._failure(exc, delivery, None)
+        self._settle(part, entry, outcome, cycle)
+
+    def _settle(
+        self, part: _Partition, entry: _Entry, outcome: Outcome | None, cycle: _Cycle
+    ) -> None:
+        if outcome is None:
+            cycle.ok.append(entry)
+            cycle.ok_ids.add(entry.entry_id)
+        elif isinstance(outcome, Ack):
             cycle.ok.append(entry)
             cycle.ok_ids.add(entry.entry_id)
             if outcome.outputs:
@@ -334,8 +446,6 @@ class Consumer:
             cycle.failed.append((entry, outcome.reason))
 
     def _call(self, event: EventEnvelope, delivery: Delivery) -> Outcome:
-        if not self._tracer.on:
-            return self._outcome(event, delivery, None)
         attributes = {
             "messaging.message.id": delivery.entry_id,
             "cdb.event_id": str(event.event_id),
@@ -349,18 +459,23 @@ class Consumer:
     def _outcome(self, event: EventEnvelope, delivery: Delivery, span: Any) -> Outcome:
         try:
             outcome = self.handler(event, delivery)
-        except HandlerRejected as exc:
-            EntryTracer.mark_failed(span, str(exc))
-            return Reject(exc.reason)
-        except Exception as exc:  # any other failure is worth another try
-            log.info("handler failed on %s: %r", delivery.entry_id, exc)
-            EntryTracer.mark_failed(span, repr(exc))
-            return Retry(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return self._failure(exc, delivery, span)
         if outcome is None:
             return _ACK
         if not isinstance(outcome, Ack):
             EntryTracer.mark_failed(span, outcome.reason)
         return outcome
+
+    @staticmethod
+    def _failure(exc: Exception, delivery: Delivery, span: Any) -> Outcome:
+        if isinstance(exc, HandlerRejected):
+            EntryTracer.mark_failed(span, str(exc))
+            return Reject(exc.reason)
+        # any other failure is worth another try
+        log.info("handler failed on %s: %r", delivery.entry_id, exc)
+        EntryTracer.mark_failed(span, repr(exc))
+        return Retry(f"{type(exc).__name__}: {exc}")
 
     def _commit(self, part: _Partition, cycle: _Cycle) -> None:
         if self.commit is None or not cycle.ok:
@@ -402,12 +517,12 @@ class Consumer:
     def _unwind(self, part: _Partition, cycle: _Cycle, failed: dict[str, str]) -> None:
         # An entry whose outputs did not land is not done, and neither is anything after it
         # in its aggregate: those re-run after it, in order (handlers are idempotent).
-        blocked: dict[str, str] = {}
+        blocked: dict[bytes, str] = {}
         keep: list[_Entry] = []
         for entry in cycle.ok:
-            agg = entry.aggregate
+            agg = entry.agg
             if agg and agg in blocked:
-                entry.prev, entry.checked = blocked[agg], True
+                entry.prev, entry.checked, entry.waited = blocked[agg], True, True
                 part.parked[entry.entry_id] = entry
                 blocked[agg] = entry.entry_id
             elif entry.entry_id in failed:
@@ -435,7 +550,7 @@ class Consumer:
             self._dead_letter(part, entry, deadletter.EXHAUSTED, error, count)
             return
         self.stats.retried += 1
-        part.retries.schedule(entry.entry_id, entry.aggregate, count, self.policy, now_ms())
+        part.retries.schedule(entry.entry_id, entry.agg, count, self.policy, now_ms())
 
     def _due_retries(self, part: _Partition, now: int) -> list[_Entry]:
         due = part.retries.pop_due(now)
@@ -443,13 +558,13 @@ class Consumer:
             return []
         got = retry.redeliver(self.client, part.pk, self.name, [eid for eid, _, _ in due])
         out: list[_Entry] = []
-        gone: list[tuple[str, str]] = []
+        gone: list[tuple[str, bytes, bool]] = []
         for eid, aggregate, count in due:
             fields = got.get(eid)
             if fields is None:
-                gone.append((eid, aggregate))  # deleted from the stream meanwhile
+                gone.append((eid, aggregate, True))  # deleted from the stream meanwhile
             else:
-                out.append(_Entry(eid, fields, delivery_count=count + 1))
+                out.append(_Entry(eid, fields, aggregate, "", count + 1))
         ordering.ack(self.client, part.pk, gone)
         return out
 
@@ -474,7 +589,7 @@ class Consumer:
             delivery_count=count,
             consumer=self.name,
             entry_id=entry.entry_id,
-            fields=entry.fields,
+            fields=fields_text(entry.fields),
         )
         if deadletter.dead_letter(self.client, part.pk, letter) is not None:
             self.stats.dead_lettered += 1
@@ -488,7 +603,8 @@ class Consumer:
         result = claim.autoclaim(self.client, part.pk, self.name, self.policy.claim_idle_ms)
         for eid, fields in result.claimed:
             if eid not in part.parked and eid not in part.retries:
-                part.parked[eid] = _Entry(eid, fields, checked=False)
+                agg = ordering.aggregate_of(fields)
+                part.parked[eid] = _Entry(eid, fields, agg, checked=False)
         if result.claimed:
             self.stats.claimed += len(result.claimed)
             log.info("consumer %s claimed %d entries", self.name, len(result.claimed))
@@ -496,20 +612,20 @@ class Consumer:
 
     def _check_parked(self, part: _Partition) -> None:
         waiting = sorted(part.parked.values(), key=lambda e: id_key(e.entry_id))
-        verdicts = ordering.waiting_for(
-            self.client, part.pk, [(e.entry_id, e.aggregate) for e in waiting]
-        )
+        verdicts = ordering.waiting_for(self.client, part.pk, [e.entry_id for e in waiting])
         for entry, verdict in zip(waiting, verdicts, strict=True):
             entry.checked = True
-            entry.prev = verdict[2:] if verdict else ""
+            entry.prev = verdict[2:]
             entry.held = verdict.startswith("h:")
+            entry.waited = bool(verdict)  # a free entry's record is gone
 
     def parked(self) -> dict[str, str]:
         """Entries waiting behind an unfinished predecessor: entry id -> predecessor id."""
         return {eid: e.prev for p in self._parts for eid, e in p.parked.items()}
 
     def _wait(self) -> None:
-        """Block until new entries may be there, a retry falls due or parked entries need a look."""
+        """Block until new entries may be there, a retry falls due or parked entries need a look;
+        the next read of every partition rides in the same round trip, behind the wait."""
         timeout = self._block_ms
         now = now_ms()
         for part in self._parts:
@@ -519,14 +635,34 @@ class Consumer:
             if part.parked:
                 timeout = min(timeout, max(0, part.next_heads_ms - now))
             timeout = min(timeout, max(0, part.next_claim_ms - now))
-        if any(p.contended for p in self._parts):
-            time.sleep(0.001)
+        if timeout <= 0 or any(
+            (p.prefetched is not None and p.prefetched.rows) or not p.top for p in self._parts
+        ):
+            # Something is due, a read is in hand, or a read did not say where its stream
+            # ends: read (or handle) first.
             return
-        if timeout <= 0:
-            return
-        self.client.xread(
-            {p.pk.stream: p.last_id for p in self._parts}, count=1, block=max(1, timeout)
-        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xread({p.pk.stream: p.top for p in self._parts}, count=1, block=max(1, timeout))
+        count = min(self.policy.batch_size, _SMALL)
+        for part in self._parts:
+            sha, args = ordering.read_script_call(part.pk, self.name, count)
+            pipe.evalsha(sha, *args)
+        results = pipe.execute(raise_on_error=False)
+        failure: Exception | None = None
+        for part, result in zip(self._parts, results[1:], strict=True):
+            if isinstance(result, Exception):
+                if ordering.is_noscript(result):  # flushed scripts (a restart): load, read next
+                    ordering.load_scripts(self.client)
+                else:
+                    failure = result
+                continue
+            part.prefetched = read = ordering.parse_read(result)
+            if read.top:
+                part.top = read.top
+        if failure is None and isinstance(results[0], Exception):
+            failure = results[0]
+        if failure is not None:
+            raise failure
 
 
 def ensure_group(client: redis.Redis, pk: PartitionKeys) -> None:

@@ -59,5 +59,5 @@ def dead_letter(client: redis.Redis, pk: PartitionKeys, letter: DeadLetter) -> s
     args = [pk.group, letter.entry_id]
     for name, value in letter.as_fields(pk, now_ms()).items():
         args += [name, value]
-    reply = _DEAD_LETTER.call(client, [pk.stream, pk.dead_letter, pk.held], args)
+    reply = _DEAD_LETTER.call(client, [pk.stream, pk.dead_letter, pk.held, pk.waits], args)
     return text(reply) if reply else None

@@ -1,7 +1,7 @@
 """Dead letters for the operator: list, show, requeue and purge, with filters.
 
 Requeue puts an entry back on its topic partition with its original fields (so its event_id:
-consumers dedupe), marked for its group only, in the place its aggregate's line kept for it;
+consumers dedupe), marked for its group only, in the place its aggregate's order kept for it;
 it runs in chunks, each chunk one atomic Lua step. Purge deletes dead letters and releases the
 place they held, so later entries of their aggregates flow again (an operator's "skip").
 Requeue and purge record an audit entry (when, what, filter, count).
@@ -188,8 +188,8 @@ def requeue(
         for i in range(0, len(ids), chunk):
             reply = _REQUEUE.call(
                 client,
-                [pk.stream, pk.dead_letter, pk.held],
-                [pk.group, pk.order_prefix, *ids[i : i + chunk]],
+                [pk.stream, pk.dead_letter, pk.held, pk.tails, pk.waits],
+                [pk.group, *ids[i : i + chunk]],
             )
             moved += [(text(a), text(b)) for a, b in reply]
     _audit(client, namespace, "dlq.requeue", flt, len(moved))
@@ -212,9 +212,7 @@ def purge(
     for pk, ids in _by_partition(topology, namespace, letters):
         for i in range(0, len(ids), chunk):
             count += int(
-                _PURGE.call(
-                    client, [pk.dead_letter, pk.held], [pk.order_prefix, *ids[i : i + chunk]]
-                )
+                _PURGE.call(client, [pk.dead_letter, pk.held, pk.tails], ids[i : i + chunk])
             )
     _audit(client, namespace, "dlq.purge", flt, count)
     return count, letters

@@ -187,7 +187,13 @@ def pending_info(
 def parked_aggregates(client: redis.Redis, pk: PartitionKeys) -> list[ParkedAggregate]:
     """Aggregates whose entries wait behind a dead-lettered (or requeued) entry."""
     out: list[ParkedAggregate] = []
-    for raw_id, raw_why in client.hgetall(pk.held).items():
+    held = client.hgetall(pk.held)
+    # Who waits directly behind whom; an entry's line of waiters is the chain from it.
+    behind: dict[str, list[str]] = {}
+    if held:
+        for raw_waiting, raw_prev in client.hgetall(pk.waits).items():
+            behind.setdefault(text(raw_prev), []).append(text(raw_waiting))
+    for raw_id, raw_why in held.items():
         entry_id, why = text(raw_id), text(raw_why)
         dlq_id = why[4:] if why.startswith("dlq:") else None
         aggregate = ""
@@ -199,7 +205,7 @@ def parked_aggregates(client: redis.Redis, pk: PartitionKeys) -> list[ParkedAggr
             rows = client.xrange(pk.stream, entry_id, entry_id)
             if rows:
                 aggregate = fields_text(rows[0][1]).get("s", "")
-        waiting = max(0, int(client.llen(pk.order_prefix + aggregate)) - 1) if aggregate else 0
+        waiting = _chain_length(behind, entry_id)
         out.append(
             ParkedAggregate(
                 aggregate=aggregate,
@@ -210,6 +216,18 @@ def parked_aggregates(client: redis.Redis, pk: PartitionKeys) -> list[ParkedAggr
             )
         )
     return sorted(out, key=lambda p: p.held_entry)
+
+
+def _chain_length(behind: dict[str, list[str]], first: str) -> int:
+    count, todo, seen = 0, list(behind.get(first, [])), {first}
+    while todo:
+        entry = todo.pop()
+        if entry in seen:
+            continue
+        seen.add(entry)
+        count += 1
+        todo += behind.get(entry, [])
+    return count
 
 
 def stuck_entries(

@@ -1,39 +1,43 @@
 """Per-aggregate order across every consumer of a group.
 
-Each (topic, group, partition) keeps, per aggregate, a Redis list of the entry ids of that
-aggregate that are delivered but not finished, in stream order. Reads take a short per-group
-lock, so XREADGROUP and the recording of the read entries happen one reader at a time, in
-delivery order (a reader that dies in between is caught up by the next one); the ack removes
-an entry; a dead-lettered entry stays (held) so later entries of its aggregate wait behind it
-until an operator requeues or purges it. An entry may run when it is the head of its list, or
-when the entry before it was handled successfully in the same cycle by this consumer.
+Each (topic, group, partition) keeps a hash of tails: per aggregate, its newest delivered entry
+that is not finished. Recording a delivered entry makes it the tail; when there was one
+already, the entry waits behind it, and that is recorded too (the waits hash), so a consumer
+that takes the entry over later knows it. An entry may run when it waits behind nothing, or
+its predecessor is neither pending nor held, or its predecessor was handled successfully
+earlier in the same cycle by this consumer. A chain of direct predecessors is enough: an entry
+is finished only after its own predecessor was.
+
+Reads record atomically, without a lock: small batches are read by the recording script
+itself (one round trip); big batches are read with a plain XREADGROUP (their fields do not
+pass through Lua) and recorded right after, the script first recording anything delivered
+before them that is still unrecorded (see ``consume_read.lua``). The ack releases the tail;
+a dead-lettered entry stays (held) so later entries of its aggregate wait behind it until an
+operator requeues or purges it.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.lua import LuaScript
-from cdb.runtime._util import fields_text, text
+from cdb.runtime._util import text
 
-_BEGIN = LuaScript("consume_begin")
-_REGISTER = LuaScript("consume_register")
+_READ = LuaScript("consume_read")
 _ACK = LuaScript("consume_ack")
 _HEADS = LuaScript("consume_heads")
 
-RUNNABLE = ""
+# Reads of up to this many entries go through the recording script (one round trip); a read
+# that fills it is followed by plain XREADGROUPs, whose fields skip Lua (cheaper per entry).
+SMALL = 64
 
-
-class ReadEntry(NamedTuple):
-    entry_id: str
-    fields: dict[str, str]
-    prev: str  # id this entry waits behind ('' = head of its aggregate's list)
+# A read as redis-py returns it: (entry id, fields) pairs, bytes (or str with decode_responses).
+Rows = list[Any]
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,11 @@ class PartitionKeys:
     partition: int
     stream: str
     held: str
-    order_prefix: str
+    tails: str
+    waits: str
+    registered: str
     dead_letter: str
     heartbeats: str
-    read_lock: str
-    registered: str
 
     @classmethod
     def of(cls, keys: Keys, topic: str, group: str, partition: int) -> PartitionKeys:
@@ -59,100 +63,117 @@ class PartitionKeys:
             partition=partition,
             stream=keys.topic(topic, partition),
             held=keys.held(topic, group, partition),
-            order_prefix=keys.order_prefix(topic, group, partition),
+            tails=keys.tails(topic, group, partition),
+            waits=keys.waits(topic, group, partition),
+            registered=keys.registered(topic, group, partition),
             dead_letter=keys.dead_letter(topic, group, partition),
             heartbeats=keys.heartbeats(topic, group, partition),
-            read_lock=keys.read_lock(topic, group, partition),
-            registered=keys.registered(topic, group, partition),
         )
 
+    def read_keys(self) -> list[str]:
+        return [self.stream, self.tails, self.waits, self.held, self.registered]
 
-def read_batch(
-    client: redis.Redis, pk: PartitionKeys, consumer: str, count: int, *, lock_ms: int = 2000
-) -> tuple[list[ReadEntry], str | None]:
-    """New entries for ``consumer``, each with the entry it waits behind.
 
-    Returns ``(entries, newest)``: ``newest`` is the group's last-delivered id when nothing was
-    read (for a blocking wait), ``None`` when another reader held the read lock (try again).
-    One reader at a time reads and records, so the lines match the delivery order; the read
-    itself is a plain XREADGROUP (the fields never pass through Lua).
-    """
-    token = uuid.uuid4().hex
-    begun = _BEGIN.call(
-        client,
-        [pk.stream, pk.read_lock, pk.registered],
-        [pk.group, token, str(lock_ms), pk.order_prefix],
-    )
-    if text(begun[0]) == "busy":
-        return [], None
-    try:
-        reply = client.xreadgroup(pk.group, consumer, {pk.stream: ">"}, count=count)
-    except BaseException:
-        client.delete(pk.read_lock)  # best effort; the lock also expires by itself
-        raise
-    rows: list[Any] = reply[0][1] if reply else []  # type: ignore[index, assignment]
-    entries: list[tuple[str, dict[str, str]]] = []
-    ids: list[str] = []
-    aggregates: list[bytes] = []
+@dataclass(frozen=True)
+class Read:
+    """One recorded read: the rows, what waits behind what, and (when nothing was read by the
+    script) the stream's newest id, past which a blocking wait waits ('' = unknown)."""
+
+    rows: Rows
+    waits: dict[int, str]  # 0-based row index -> id it waits behind
+    top: str
+
+
+EMPTY = Read([], {}, "")
+
+
+def aggregate_of(fields: Any) -> bytes:
+    """The aggregate field of an entry as bytes ('' = none), whatever the reply type."""
+    value = fields.get(b"s")
+    if value is None:
+        value = fields.get("s", b"")
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def read_script_call(pk: PartitionKeys, consumer: str, count: int) -> tuple[str, list[Any]]:
+    """The EVALSHA arguments of a read by the script itself (to queue on a pipeline)."""
+    return _READ.sha, [5, *pk.read_keys(), pk.group, consumer, count]
+
+
+def parse_read(reply: Any) -> Read:
+    top, rows, pairs = reply
+    waits = {int(pairs[i]) - 1: text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    # The script returns each entry's fields as a flat list: make them what XREADGROUP gives.
+    as_dicts = [(eid, dict(zip(f[::2], f[1::2], strict=True))) for eid, f in rows]
+    return Read(as_dicts, waits, text(top))
+
+
+def read(client: redis.Redis, pk: PartitionKeys, consumer: str, count: int) -> Read:
+    """Read and record up to ``count`` new entries, the cheaper way for that many."""
+    if count <= SMALL:
+        return read_small(client, pk, consumer, count)
+    return read_big(client, pk, consumer, count)
+
+
+def read_small(client: redis.Redis, pk: PartitionKeys, consumer: str, count: int) -> Read:
+    """Read up to ``count`` new entries and record them, in one step (one round trip)."""
+    return parse_read(_READ.call(client, pk.read_keys(), [pk.group, consumer, str(count)]))
+
+
+def read_big(client: redis.Redis, pk: PartitionKeys, consumer: str, count: int) -> Read:
+    """Read with a plain XREADGROUP, then record (two round trips, fields never in Lua)."""
+    reply: Any = client.xreadgroup(pk.group, consumer, {pk.stream: ">"}, count=count)
+    if not reply:
+        return EMPTY
+    rows: Rows = reply[0][1]
+    return Read(rows, record(client, pk, consumer, rows), "")
+
+
+def record(client: redis.Redis, pk: PartitionKeys, consumer: str, rows: Rows) -> dict[int, str]:
+    """Record rows this consumer read natively; returns 0-based index -> id it waits behind."""
+    if not rows:
+        return {}
+    if isinstance(rows[0][0], bytes):
+        ids = b",".join([eid for eid, _ in rows])
+        aggregates = [fields.get(b"s", b"") for _, fields in rows]
+    else:
+        ids = ",".join([eid for eid, _ in rows]).encode()
+        aggregates = [aggregate_of(fields) for _, fields in rows]
     requeued: list[str] = []
-    as_bytes = bool(rows) and isinstance(rows[0][0], bytes)
-    for raw_id, raw in rows:
-        if as_bytes:  # the hot path: plain bytes.decode, no per-item type checks
-            eid = raw_id.decode()
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
-            aggregates.append(raw.get(b"s", b""))
-        else:
-            eid, fields = text(raw_id), fields_text(raw or {})
-            aggregates.append(fields.get("s", "").encode())
-        entries.append((eid, fields))
-        ids.append(eid)
-        if "rg" in fields:
-            requeued += (str(len(ids)), fields["rg"])
-    args: list[str | bytes] = [
-        pk.group,
-        token,
-        pk.order_prefix,
-        ids[-1] if ids else "",
-        ",".join(ids),
-        ",".join([str(len(a)) for a in aggregates]),
-        b"".join(aggregates),
-        *requeued,
-    ]
-    reply_pairs = _REGISTER.call(client, [pk.stream, pk.read_lock, pk.registered, pk.held], args)
-    # Only entries behind another one come back, as (1-based index, what they wait behind).
-    prevs = [""] * len(entries)
-    for i in range(0, len(reply_pairs), 2):
-        prevs[int(reply_pairs[i]) - 1] = text(reply_pairs[i + 1])
-    out = [
-        ReadEntry(eid, fields, prev)
-        for (eid, fields), prev in zip(entries, prevs, strict=True)
-        if prev != "-"  # "-": requeued for another group, acked by the script
-    ]
-    return out, (text(begun[1]) if not rows else "")
+    for i, (_, fields) in enumerate(rows):
+        if len(fields) != 6:  # the six fields of an event; a requeued one carries rq and rg
+            rg = fields.get(b"rg") or fields.get("rg")
+            if rg is not None:
+                requeued += (str(i + 1), text(rg))
+    args = [pk.group, consumer, "0", ids, str(len(requeued) // 2), *requeued, *aggregates]
+    return parse_read(_READ.call(client, pk.read_keys(), args)).waits
 
 
-def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, str]]) -> None:
-    """Ack ``(entry id, aggregate)`` pairs in one step, releasing their place in line."""
+def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> None:
+    """Ack ``(entry id, aggregate, waited)`` triples in one step, releasing their place."""
     if not done:
         return
-    aggregates = [aggregate.encode() for _, aggregate in done]
     args: list[str | bytes] = [
         pk.group,
-        pk.order_prefix,
-        ",".join([entry_id for entry_id, _ in done]),
-        ",".join([str(len(a)) for a in aggregates]),
-        b"".join(aggregates),
+        ",".join([entry_id for entry_id, _, _ in done]),
+        ",".join([entry_id for entry_id, _, waited in done if waited]),
+        *[aggregate for _, aggregate, _ in done],
     ]
-    _ACK.call(client, [pk.stream], args)
+    _ACK.call(client, [pk.stream, pk.tails, pk.waits], args)
 
 
-def waiting_for(
-    client: redis.Redis, pk: PartitionKeys, entries: Sequence[tuple[str, str]]
-) -> list[str]:
-    """For each ``(entry id, aggregate)``: '' when runnable, else 'p:<id>' / 'h:<id>'."""
-    if not entries:
+def waiting_for(client: redis.Redis, pk: PartitionKeys, entry_ids: Sequence[str]) -> list[str]:
+    """For each entry id: '' when free to run, else 'p:<id>' / 'h:<id>' (what it waits for)."""
+    if not entry_ids:
         return []
-    args = [pk.group, pk.order_prefix]
-    for entry_id, aggregate in entries:
-        args += [entry_id, aggregate]
-    return [text(v) for v in _HEADS.call(client, [pk.stream, pk.held], args)]
+    reply = _HEADS.call(client, [pk.stream, pk.held, pk.waits], [pk.group, *entry_ids])
+    return [text(v) for v in reply]
+
+
+def load_scripts(client: redis.Redis) -> None:
+    """Send the read script ahead: a pipelined wait calls it by SHA1 without a NOSCRIPT retry."""
+    _READ.load(client)
+
+
+def is_noscript(value: object) -> bool:
+    return isinstance(value, redis.exceptions.NoScriptError)

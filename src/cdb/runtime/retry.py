@@ -21,7 +21,7 @@ from cdb.runtime.ordering import PartitionKeys
 class _Due:
     due_ms: int
     entry_id: str = field(compare=True)
-    aggregate: str = field(compare=False, default="")
+    aggregate: bytes = field(compare=False, default=b"")
     delivery_count: int = field(compare=False, default=1)
 
 
@@ -39,7 +39,12 @@ class RetrySchedule:
         return entry_id in self._ids
 
     def schedule(
-        self, entry_id: str, aggregate: str, delivery_count: int, policy: GroupPolicy, now_ms: int
+        self,
+        entry_id: str,
+        aggregate: bytes,
+        delivery_count: int,
+        policy: GroupPolicy,
+        now_ms: int,
     ) -> int:
         due = now_ms + policy.backoff_ms(delivery_count)
         heapq.heappush(self._heap, _Due(due, entry_id, aggregate, delivery_count))
@@ -49,9 +54,9 @@ class RetrySchedule:
     def next_due_ms(self) -> int | None:
         return self._heap[0].due_ms if self._heap else None
 
-    def pop_due(self, now_ms: int) -> list[tuple[str, str, int]]:
+    def pop_due(self, now_ms: int) -> list[tuple[str, bytes, int]]:
         """``(entry id, aggregate, delivery count so far)`` of every entry whose backoff elapsed."""
-        out: list[tuple[str, str, int]] = []
+        out: list[tuple[str, bytes, int]] = []
         while self._heap and self._heap[0].due_ms <= now_ms:
             item = heapq.heappop(self._heap)
             self._ids.discard(item.entry_id)

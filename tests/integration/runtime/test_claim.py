@@ -40,7 +40,7 @@ def test_entries_of_a_silent_consumer_are_claimed_and_handled(
     pk = pk_of(namespace)
     redis_client.xgroup_create(pk.stream, GROUP, id="0")
     # A consumer that reads and then dies: never acks, never heartbeats.
-    taken, _ = ordering.read_batch(redis_client, pk, "dead-one", 100)
+    taken = ordering.read(redis_client, pk, "dead-one", 100).rows
     assert len(taken) == 8
     done: list[tuple[str, int]] = []
 
@@ -125,8 +125,8 @@ def test_the_claim_walk_covers_the_whole_pending_list_and_clears_deleted_entries
         store.append(a, [alert(a, 1)], 0)
     pk = pk_of(namespace)
     redis_client.xgroup_create(pk.stream, GROUP, id="0")
-    taken, _ = ordering.read_batch(redis_client, pk, "dead-one", 100)
-    deleted = [taken[3].entry_id, taken[17].entry_id]
+    taken = ordering.read(redis_client, pk, "dead-one", 100).rows
+    deleted = [decoded(taken[3][0]), decoded(taken[17][0])]
     redis_client.xdel(pk.stream, *deleted)
     result = claim.autoclaim(redis_client, pk, "rescuer", 0, page=5)
     assert len(result.claimed) == 23  # walked past the first page of 5
@@ -145,7 +145,7 @@ def test_operator_claim_moves_stuck_entries_to_a_named_consumer(
     store.append(agg, [alert(agg, 1), alert(agg, 2)], 0)
     pk = pk_of(namespace)
     redis_client.xgroup_create(pk.stream, GROUP, id="0")
-    ordering.read_batch(redis_client, pk, "dead-one", 100)
+    ordering.read(redis_client, pk, "dead-one", 100)
     wait_for(
         lambda: len(inspect.stuck_entries(redis_client, topo, namespace, 50, topic=TOPIC)) == 2,
         "two entries idle 50 ms",

@@ -232,3 +232,26 @@ def test_a_failed_commit_reruns_the_whole_cycle_in_order(
     run_until(consumer, lambda: committed == [1, 2, 3], "the cycle committed after a retry")
     assert consumer.stats.retried >= 1
     assert redis_client.xpending(Keys(namespace).topic(TOPIC, 0), GROUP)["pending"] == 0
+
+
+def test_an_idle_wait_reads_new_entries_in_the_same_round_trip_and_a_stop_handles_them(
+    redis_client: redis.Redis, namespace: str
+) -> None:
+    topo = topology()
+    store = EventStore(redis_client, topo, namespace, check_server=False)
+    recorder = Recorder()
+    consumer = Consumer(
+        redis_client, topo, namespace, topic=TOPIC, group=GROUP, handler=recorder, block_ms=20
+    )
+    assert consumer.step() == 0  # empty: the read says where the stream ends, then a wait
+    aggregates = [new_aggregate() for _ in range(3)]
+    store.append_many([AppendRequest(a, [alert(a, 1)], 0) for a in aggregates])
+    consumer._wait()  # wakes at once: the new entries are read behind the wait
+    assert consumer.has_work()
+    assert recorder.seen == []
+    stop = threading.Event()
+    stop.set()
+    consumer.run(stop)  # stopped before any step: what the wait read is still handled
+    assert sorted(recorder.seen) == sorted((a, 1) for a in aggregates)
+    stream = Keys(namespace).topic(TOPIC, 0)
+    assert redis_client.xpending(stream, GROUP)["pending"] == 0

@@ -74,7 +74,7 @@ def test_streams_and_pending_report_groups_consumers_and_stuck_entries(
     store.append(agg, [alert(agg, 1), alert(agg, 2)], 0)
     pk = PartitionKeys.of(Keys(namespace), TOPIC, GROUP, 0)
     redis_client.xgroup_create(pk.stream, GROUP, id="0")
-    ordering.read_batch(redis_client, pk, "dead-one", 1)
+    ordering.read(redis_client, pk, "dead-one", 1)
 
     code, out, _ = cdb(capsys, "streams", "--json")
     assert code == 0

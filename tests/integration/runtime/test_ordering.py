@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
+from typing import Any
 
 import redis
 
 from cdb.domain.envelope import EventEnvelope
 from cdb.eventstore.keys import Keys
-from cdb.eventstore.lua import LuaScript
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.runtime import dlq, inspect, ordering
 from cdb.runtime.consumer import Consumer
@@ -193,14 +193,7 @@ def test_a_reader_dying_between_read_and_record_cannot_let_later_entries_jump_ah
     interleaved(store, aggregates, 1)
     pk = PartitionKeys.of(Keys(namespace), TOPIC, GROUP, 0)
     redis_client.xgroup_create(pk.stream, GROUP, id="0")
-    # A reader takes the read lock (short), reads natively, and dies before recording.
-    begin = LuaScript("consume_begin")
-    begun = begin.call(
-        redis_client,
-        [pk.stream, pk.read_lock, pk.registered],
-        [GROUP, "dead-token", "100", pk.order_prefix],
-    )
-    assert decoded(begun[0]) == "ok"
+    # A reader reads natively (a big batch's way) and dies before recording.
     redis_client.xreadgroup(GROUP, "dead-reader", {pk.stream: ">"}, count=10)
     interleaved_from(store, aggregates, 2, 3)
     recorder = OrderedRecorder(fail_rate=0.0, seed=1)
@@ -220,42 +213,53 @@ def test_a_reader_dying_between_read_and_record_cannot_let_later_entries_jump_ah
     assert consumer.stats.claimed == 3  # the dead reader's entries, taken over in order
 
 
+def test_two_readers_recording_out_of_order_keep_each_aggregate_in_order(
+    redis_client: redis.Redis, namespace: str
+) -> None:
+    pk = PartitionKeys.of(Keys(namespace), TOPIC, GROUP, 0)
+    redis_client.xgroup_create(pk.stream, GROUP, id="0", mkstream=True)
+    ids = [decoded(redis_client.xadd(pk.stream, {"s": s})) for s in ["x", "y", "x", "y", "x"]]
+    first: Any = redis_client.xreadgroup(GROUP, "a", {pk.stream: ">"}, count=2)
+    second: Any = redis_client.xreadgroup(GROUP, "b", {pk.stream: ">"}, count=3)
+    # b records first: a's entries, delivered before, take their places ahead of b's.
+    assert ordering.record(redis_client, pk, "b", second[0][1]) == {0: ids[0], 1: ids[1], 2: ids[2]}
+    assert ordering.record(redis_client, pk, "a", first[0][1]) == {}
+    ordering.ack(redis_client, pk, [(ids[0], b"x", False), (ids[1], b"y", False)])
+    assert ordering.waiting_for(redis_client, pk, [ids[2], ids[3], ids[4]]) == [
+        "",
+        "",
+        f"p:{ids[2]}",
+    ]
+
+
 def interleaved_from(store: EventStore, aggregates: list[str], first: int, last: int) -> None:
     for n in range(first, last + 1):
         store.append_many([AppendRequest(a, [alert(a, n)], n - 1) for a in aggregates])
 
 
-def test_lines_hold_any_aggregate_name_and_the_ack_releases_them(
+def test_order_holds_any_aggregate_name_and_the_ack_releases_it(
     redis_client: redis.Redis, namespace: str
 ) -> None:
-    # Registration and ack pass a whole batch in a few arguments: aggregate names with commas,
-    # several-byte characters or none at all must still land in (and leave) the right lines.
+    # Recording and ack pass a whole batch in a few arguments: aggregate names with commas,
+    # several-byte characters or none at all must still land in (and leave) the right place.
     pk = PartitionKeys.of(Keys(namespace), TOPIC, GROUP, 0)
     redis_client.xgroup_create(pk.stream, GROUP, id="0", mkstream=True)
     names = ["a,b", "é-ü 🙂", "", "a,b", "plain", "é-ü 🙂", "a"]
     ids = [decoded(redis_client.xadd(pk.stream, {"s": s} if s else {"x": "1"})) for s in names]
-    read, _ = ordering.read_batch(redis_client, pk, "reader", 100)
-    assert [(e.entry_id, e.prev) for e in read] == [
-        (ids[0], ""),
-        (ids[1], ""),
-        (ids[2], ""),
-        (ids[3], ids[0]),
-        (ids[4], ""),
-        (ids[5], ids[1]),
-        (ids[6], ""),
-    ]
-    lines = {
-        s: [decoded(v) for v in redis_client.lrange(pk.order_prefix + s, 0, -1)] for s in names
-    }
-    assert lines == {
-        "a,b": [ids[0], ids[3]],
-        "é-ü 🙂": [ids[1], ids[5]],
-        "": [],
-        "plain": [ids[4]],
-        "a": [ids[6]],
-    }
-    ordering.ack(redis_client, pk, [(ids[0], "a,b"), (ids[1], "é-ü 🙂"), (ids[2], "")])
-    assert ordering.waiting_for(redis_client, pk, [(ids[3], "a,b"), (ids[5], "é-ü 🙂")]) == ["", ""]
-    ordering.ack(redis_client, pk, [(eid, s) for eid, s in zip(ids[3:], names[3:], strict=True)])
-    assert [k for k in redis_client.scan_iter(match=pk.order_prefix + "*")] == []
-    assert redis_client.xpending(pk.stream, GROUP)["pending"] == 0
+    for count in (ordering.SMALL, ordering.SMALL + 1):  # read by the script, then natively
+        group = f"g{count}"
+        pk = PartitionKeys.of(Keys(namespace), TOPIC, group, 0)
+        redis_client.xgroup_create(pk.stream, group, id="0")
+        read = ordering.read(redis_client, pk, "reader", count)
+        assert [decoded(eid) for eid, _ in read.rows] == ids
+        assert read.waits == {3: ids[0], 5: ids[1]}
+        tails = {decoded(k): decoded(v) for k, v in redis_client.hgetall(pk.tails).items() if k}
+        assert tails == {"a,b": ids[3], "é-ü 🙂": ids[5], "plain": ids[4], "a": ids[6]}
+        aggs = [s.encode() for s in names]
+        ordering.ack(redis_client, pk, [(ids[i], aggs[i], False) for i in range(3)])
+        assert ordering.waiting_for(redis_client, pk, [ids[3], ids[5]]) == ["", ""]
+        ordering.ack(redis_client, pk, [(ids[i], aggs[i], i in (3, 5)) for i in range(3, 7)])
+        # what is left: one field each that keeps them hash tables (see consume_read.lua)
+        assert redis_client.hkeys(pk.tails) == [b""]
+        assert redis_client.hkeys(pk.waits) == [b""]
+        assert redis_client.xpending(pk.stream, group)["pending"] == 0
