@@ -264,46 +264,27 @@ def _latency(
     store = EventStore(client, topology, ns)
     feed = FeedService(client, store, ticks)
     published: dict[str, float] = {}
-    seen: dict[str, float] = {}
-    interval = 1.0 / rate
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        known = 0
-
-        def poll() -> None:
-            # A cheap count first; the (growing) list of rows only when it changed.
-            nonlocal known
-            row = conn.execute("SELECT count(*) FROM trades").fetchone()
-            count = int(row[0]) if row else 0
-            if count == known:
-                return
-            now = time.perf_counter()
-            for (order_id,) in conn.execute("SELECT order_id FROM trades").fetchall():
-                seen.setdefault(str(order_id), now)
-            known = count
-
-        start = time.perf_counter()
-        next_poll = start
-        while not feed.done:
-            due = start + feed.position * interval
-            now = time.perf_counter()
-            if now < due:
-                if now >= next_poll:
-                    poll()
-                    next_poll = time.perf_counter() + POLL_S
-                else:
-                    time.sleep(min(due, next_poll) - now)
-                continue
-            item = feed.publish_next()
-            published[str(item.event.event_id)] = time.perf_counter()
+    stop = threading.Event()
+    watcher = _TradeWatcher(database_url, stop)
+    watcher.start()
+    try:
+        _publish_at(feed, rate, published)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            poll()
-            if _caught_up(client, topology, ns, database_url, len(ticks)):
-                poll()
-                break
-            time.sleep(POLL_S)
+        while not _caught_up(client, topology, ns, database_url, len(ticks)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"bench pipeline: timed out after {timeout_s:.0f}s waiting for the latency "
+                    "phase to drain"
+                )
+            time.sleep(0.05)
+        watcher.poll_now()  # every committed row seen before the clock stops
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    if watcher.error is not None:
+        raise watcher.error
     latencies: list[float] = []
-    for order_id, at in seen.items():
+    for order_id, at in watcher.seen.items():
         events = store.read_aggregate(f"order-{order_id}", 1, 1)
         if not events:
             continue
@@ -311,6 +292,67 @@ def _latency(
         if origin is not None:
             latencies.append((at - origin) * 1000)
     return latencies
+
+
+def _publish_at(feed: FeedService, rate: float, published: dict[str, float]) -> None:
+    """Tick i is due ``i / rate`` seconds after the start. Ticks that fell due while the last
+    append was in flight go out together in one pipeline, so a slow round trip on the shared
+    cores does not make the feed fall ever further behind its rate (and the latency measured
+    would then be the feed's backlog, not the pipeline's). Each tick's time is taken when its
+    append returned: the latency is from a tick on the stream to its trade row committed."""
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    while not feed.done:
+        now = time.perf_counter()
+        due = int((now - start) / interval) + 1 - feed.position
+        if due <= 0:
+            time.sleep(start + feed.position * interval - now)
+            continue
+        first = feed.position
+        feed.publish_batch(due)
+        at = time.perf_counter()
+        for item in feed.events[first : feed.position]:
+            published[str(item.event.event_id)] = at
+
+
+class _TradeWatcher(threading.Thread):
+    """Notes when each trade row is first seen committed, polling every ``POLL_S`` on its own
+    connection, whatever the publishing loop is doing."""
+
+    def __init__(self, database_url: str, stop: threading.Event) -> None:
+        super().__init__(name="bench-trade-watcher", daemon=True)
+        self._url = database_url
+        self._stop_event = stop
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._known = 0
+        self.seen: dict[str, float] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(POLL_S):
+                self.poll_now()
+        except BaseException as exc:  # reported by the caller, not lost in the thread
+            self.error = exc
+        finally:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+
+    def poll_now(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                self._conn = psycopg.connect(self._url, autocommit=True)
+            # A cheap count first; the (growing) list of rows only when it changed.
+            row = self._conn.execute("SELECT count(*) FROM trades").fetchone()
+            count = int(row[0]) if row else 0
+            if count == self._known:
+                return
+            now = time.perf_counter()
+            for (order_id,) in self._conn.execute("SELECT order_id FROM trades").fetchall():
+                self.seen.setdefault(str(order_id), now)
+            self._known = count
 
 
 def _drained(last_id: str | None, last_delivered: str, pending: int) -> bool:

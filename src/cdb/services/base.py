@@ -58,6 +58,11 @@ class Service:
     def subscriptions(self) -> list[Subscription]:
         raise NotImplementedError
 
+    def use_threads(self) -> None:
+        """Called before the service's consumers start on threads of their own (``cdb run
+        NAME``): from then on one topic's handler may wait for another topic's consumer to
+        fold something. Single-threaded runs (``cdb run all``) never call it."""
+
     def rebuild(self, history: History) -> int:
         """Fold the service's history into its state; returns how many events were folded."""
         raise NotImplementedError

@@ -3,7 +3,11 @@
 Groups ``execution`` on ``market_data`` (ticks kept per symbol), ``alerts`` (breaker trips) and
 ``orders`` (each ORDER_PLACED gets its result on ``order_results``). The result's event id is
 derived from the order id, so a redelivered order never fills twice. An order whose market tick
-this replica has not folded yet is retried after the group's backoff.
+this replica has not folded yet waits for it: run as its own process (one consumer thread per
+topic), the handler waits up to :data:`TICK_WAIT_S` for this replica's market-data thread to
+fold the tick (usually a few milliseconds behind the order), and only then falls back to a
+retry after the group's backoff (hundreds of milliseconds). On a single thread (``cdb run all``)
+nothing else could fold the tick meanwhile, so it retries at once.
 
 Consumers run at their own pace, so an order may arrive long after this replica folded later
 ticks (risk catching up after a restart, a burst of ticks): older than the few hours of ticks
@@ -18,6 +22,7 @@ every breaker transition and every result execution stored.
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
 from datetime import datetime
 
@@ -32,6 +37,8 @@ from cdb.services.state import History, merged
 
 NAME = "execution"
 ARCHIVE = 20_160
+TICK_WAIT_S = 1.0
+"""How long an order waits in the handler for its tick when consumers run on threads."""
 
 
 class TickArchive:
@@ -70,6 +77,11 @@ class ExecutionService(Service):
         execution.require_paper(self.params.mode)
         self.state = ExecutionState()
         self.archive = TickArchive(archive)
+        self._tick_folded = threading.Condition(self.lock)
+        self._tick_wait_s = 0.0
+
+    def use_threads(self) -> None:
+        self._tick_wait_s = TICK_WAIT_S
 
     def subscriptions(self) -> list[Subscription]:
         fold = self._locked(self.fold)
@@ -84,6 +96,8 @@ class ExecutionService(Service):
             self.state = execution.apply(self.state, event, self.params)
             if isinstance(event.payload, MarketDataV1):
                 self.archive.add(event.payload)
+                with self._tick_folded:  # re-entrant: the handler's lock is the same one
+                    self._tick_folded.notify_all()
         return ack(())
 
     def on_order(self, event: NewEvent) -> Outcome:
@@ -106,6 +120,12 @@ class ExecutionService(Service):
             self.state = execution.apply(self.state, result.event, self.params)
             return ack((result,))
         done = execution.on_order(self.state, event, self.params)
+        if done.waiting and self._tick_wait_s > 0 and isinstance(order, OrderV1):
+            # Releases the service lock while waiting, so the market-data thread can fold.
+            self._tick_folded.wait_for(
+                lambda: self.state.has_seen(order.symbol, order.timestamp), self._tick_wait_s
+            )
+            done = execution.on_order(self.state, event, self.params)
         if done.waiting:
             return Retry(f"order {event.event_id}: its market tick has not arrived here yet")
         self.state = done.state

@@ -120,6 +120,7 @@ def run_service(
         ]
         for consumer in consumers:
             consumer.start()
+        service.use_threads()
         threads = [
             threading.Thread(
                 target=consumer.run, args=(inner,), name=f"{service.name}@{consumer.topic.name}"

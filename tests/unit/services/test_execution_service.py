@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 from cdb.domain.contracts import MarketDataV1, OrderResultV1, OrderStatus, Side
 from cdb.domain.services import execution
 from cdb.domain.services.execution import ExecutionParams, ExecutionState
-from cdb.runtime.handler import Ack
+from cdb.runtime.handler import Ack, Retry
 from cdb.services.execution import ExecutionService, TickArchive
 from tests.unit.domain.services.factories import at, order_event, tick
 
@@ -57,3 +58,30 @@ def test_the_archive_finds_the_newest_tick_at_or_before_a_time_and_stays_bounded
     assert found.price == Decimal(3035)
     assert archive.at("ETH_USDT", at(1)) is None  # trimmed away
     assert archive.at("BTC_USDT", at(35)) is None
+
+
+def test_on_threads_an_order_waits_for_its_tick_instead_of_retrying_later() -> None:
+    service = ExecutionService(ExecutionParams())
+    service.use_threads()
+    for m in range(3):
+        service.fold(tick("BTC_USDT", str(80_000 + m), m, volume="5"))
+    order = order_event("BTC_USDT", Side.BUY, "0.01", 3, target_price="80003")
+    late_tick = tick("BTC_USDT", "80003", 3, volume="5")
+
+    def market_data_thread() -> None:
+        with service.lock:  # gets the lock only once the order's handler waits
+            service.fold(late_tick)
+
+    with service.lock:  # as the runtime's handler wrapper holds it
+        folder = threading.Thread(target=market_data_thread)
+        folder.start()
+        outcome = service.on_order(order)
+    folder.join(timeout=10)
+    assert _result(outcome).status is OrderStatus.FILLED
+
+
+def test_on_one_thread_an_order_without_its_tick_is_retried_at_once() -> None:
+    service = ExecutionService(ExecutionParams())
+    service.fold(tick("BTC_USDT", "80000", 0, volume="5"))
+    outcome = service.on_order(order_event("BTC_USDT", Side.BUY, "0.01", 3))
+    assert isinstance(outcome, Retry)
