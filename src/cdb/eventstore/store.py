@@ -239,9 +239,19 @@ class EventStore:
         ``stream_id`` (e.g. ``market-BTCUSDT``) picks the partition and is stored in ``s``.
         Not idempotent by ``event_id`` (see the module docstring). Returns the entry ids.
         """
+        return self.publish_many(topic, [(stream_id, event) for event in events])
+
+    def publish_many(self, topic: str, items: Sequence[tuple[str, NewEvent]]) -> list[str]:
+        """:meth:`publish` of ``(stream_id, event)`` pairs, in order, in one pipeline.
+
+        A feed publishes thousands of ticks a second; the XADDs are packed in C and sent in
+        chunks while the replies of earlier chunks are read, as appends are. Every event is
+        checked before anything is sent. A failure part-way leaves a prefix published.
+        """
         spec = self._topology.topic(topic)
-        _check_stream_id_length(stream_id)
-        for event in events:
+        commands: list[tuple[str | bytes, ...]] = []
+        for stream_id, event in items:
+            _check_stream_id_length(stream_id)
             route = self._routes[event.event_type]
             owner = self._topic_for_event(event)
             if owner.name != spec.name:
@@ -255,18 +265,16 @@ class EventStore:
                     f"publish to '{topic}'",
                     [("event_type", route.type_name, "has an aggregate stream: use append()")],
                 )
-        if not events:
+            key = self._keys.topic(spec.name, spec.partition_of(stream_id))
+            fields = encode_fields(event, stream_id, 0)
+            commands.append(("XADD", key, "*", *(x for kv in fields.items() for x in kv)))
+        if not commands:
             return []
-        key = self._keys.topic(spec.name, spec.partition_of(stream_id))
-        entries = [encode_fields(event, stream_id, 0) for event in events]
-
-        def send() -> list[str]:
-            pipe = self._client.pipeline(transaction=False)
-            for fields in entries:
-                pipe.xadd(key, fields)  # type: ignore[arg-type]
-            return [_text(entry_id) for entry_id in pipe.execute()]
-
-        return self._retrying(send)
+        replies = self._retrying(lambda: self._send_commands(commands))
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            raise StoreError(f"publish to '{topic}' failed on the server: {errors[0]}")
+        return [_text(entry_id) for entry_id in replies]
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -434,14 +442,18 @@ class EventStore:
         return replies
 
     def _send_and_read(self, prepared: list[_Prepared]) -> list[Any]:
-        """One pipeline of EVALSHA calls, sent in chunks; replies in request order.
+        """One pipeline of EVALSHA calls, sent in chunks; replies in request order."""
+        sha = self._script.sha
+        return self._send_commands([p.command(sha) for p in prepared])
+
+    def _send_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of ``commands``, sent in chunks; replies in request order.
 
         A plain redis-py pipeline builds everything, then sends, then reads, so this process
-        and Redis take turns. Here each chunk is sent as soon as it is built, and the replies
-        of the chunks before it are read while Redis runs it: building, running and reading
-        overlap. An error reply is kept as that append's answer.
+        and Redis take turns. Here each chunk is sent as soon as it is packed, and the replies
+        of the chunks before it are read while Redis runs it: packing, running and reading
+        overlap. An error reply is kept as that command's answer.
         """
-        sha = self._script.sha
         pool = self._client.connection_pool
         conn: Any  # redis-py's Connection methods are untyped
         try:
@@ -458,14 +470,14 @@ class EventStore:
                     replies.append(exc)
 
         try:
-            for start in range(0, len(prepared), _SEND_CHUNK):
-                commands = [p.command(sha) for p in prepared[start : start + _SEND_CHUNK]]
+            for start in range(0, len(commands), _SEND_CHUNK):
+                chunk = commands[start : start + _SEND_CHUNK]
                 if _pack_command is not None:
-                    conn.send_packed_command([b"".join(map(_pack_command, commands))])
+                    conn.send_packed_command([b"".join(map(_pack_command, chunk))])
                 else:
-                    conn.send_packed_command(conn.pack_commands(commands))
+                    conn.send_packed_command(conn.pack_commands(chunk))
                 read_until(start)
-            read_until(len(prepared))
+            read_until(len(commands))
         except BaseException:
             # A half-read pipeline leaves the connection out of step: never reuse it.
             conn.disconnect()

@@ -20,7 +20,7 @@ import redis
 from cdb.domain.contracts import MarketDataV1
 from cdb.domain.services.events import Emit
 from cdb.domain.services.marketdata import paced, tick_event
-from cdb.eventstore.codec import decode_fields, encode_fields
+from cdb.eventstore.codec import decode_fields
 from cdb.eventstore.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,7 @@ class FeedService:
         items = self.events[self.position : self.position + size]
         if not items:
             return 0
-        spec = self.store.topology.topic(TOPIC)
-        pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            key = self.store.topic_key(TOPIC, spec.partition_of(item.stream_id))
-            pipe.xadd(key, encode_fields(item.event, item.stream_id, 0))  # type: ignore[arg-type]
-        pipe.execute()
+        self.store.publish_many(TOPIC, [(item.stream_id, item.event) for item in items])
         self.position += len(items)
         return len(items)
 

@@ -304,6 +304,32 @@ def test_publish_writes_topic_only_events_with_sequence_zero(
     assert store.publish("market_data", "market-BTC_USDT", []) == []
 
 
+def test_publish_many_keeps_the_order_over_symbols_and_chunks_and_checks_first(
+    store: EventStore,
+) -> None:
+    # More than one send chunk (64 commands), two symbols interleaved.
+    items = [
+        (f"market-{symbol}", tick(symbol, n))
+        for n in range(50)
+        for symbol in ("BTC_USDT", "ETH_USDT")
+    ]
+    entry_ids = store.publish_many("market_data", items)
+    read = store.read_topic("market_data", count=1000)
+    assert [t.entry_id for t in read] == entry_ids
+    assert len(read) == len(items)
+    for entry, (stream_id, sent) in zip(read, items, strict=True):
+        same_event(entry.event, sent, stream_id, 0)
+    # One bad event refuses the whole call before anything is sent.
+    with pytest.raises(ContractError, match="belongs on topic 'orders'"):
+        store.publish_many(
+            "market_data",
+            [("market-BTC_USDT", tick("BTC_USDT", 99)), ("market-X", order_placed("o-q"))],
+        )
+    with pytest.raises(ContractError, match="stream_id"):
+        store.publish_many("market_data", [("", tick("BTC_USDT", 98))])
+    assert len(store.read_topic("market_data", count=1000)) == len(items)
+
+
 def test_a_client_that_decodes_responses_reads_the_same(
     redis_url: str, namespace: str, store: EventStore
 ) -> None:
