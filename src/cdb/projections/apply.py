@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psycopg
 
@@ -18,7 +19,7 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.deadletters import DeadLetter, record
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
-from cdb.projections.fold import fold_new_keys
+from cdb.projections.fold import fold_new_keys, row_values
 from cdb.projections.mapping import (
     EventEnvelope,
     OrderFill,
@@ -37,26 +38,35 @@ EVENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    # A named tuple: built once per entry read, where a frozen dataclass's __init__ costs
+    # several times as much.
     topic: str
     partition: int
     entry_id: str
     fields: RawFields
+    # The entry's event (or the error decoding it), when the reader decoded it already.
+    decoded: EventEnvelope | CdbError | None = None
+
+
+def decode_any(fields: RawFields) -> EventEnvelope | CdbError:
+    """The event of an entry's fields, or the error that dead-letters it."""
+    try:
+        event: EventEnvelope = decode_entry(fields)
+    except CdbError as exc:
+        return exc
+    return event
 
 
 def decode_for(definition: Definition, entry: Entry) -> EventEnvelope | CdbError:
     """The entry's event for this projection, or the error that dead-letters it."""
-    try:
-        event: EventEnvelope = decode_entry(entry.fields)
-        if event.event_type not in definition.event_types:
-            raise ContractError(
-                definition.name,
-                [("event_type", event.event_type.value, "not consumed by this projection")],
-            )
+    event = decode_any(entry.fields) if entry.decoded is None else entry.decoded
+    if isinstance(event, CdbError) or event.event_type in definition.event_types:
         return event
-    except CdbError as exc:
-        return exc
+    return ContractError(
+        definition.name,
+        [("event_type", event.event_type.value, "not consumed by this projection")],
+    )
 
 
 @dataclass
@@ -180,11 +190,11 @@ def apply_events(
         conn.execute(
             f"{statement.create_rows_table()}; DELETE FROM {statement.rows_table}"  # noqa: S608
         )
-        columns = statement.columns
+        values = row_values(statement.columns)
         with conn.cursor().copy(f"COPY {statement.rows_table} FROM STDIN") as copy:
             copy.set_types(list(statement.types))
             for row in op_rows:
-                copy.write_row([row[column] for column in columns])
+                copy.write_row(values(row))
         conn.execute(statement.render(schema))
     # Check the deferred foreign keys now, inside the savepoint, so a violation belongs to this
     # batch (and can be narrowed to an event) rather than failing the commit.

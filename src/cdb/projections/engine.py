@@ -25,6 +25,7 @@ from cdb.projections.apply import BatchOutcome, Entry, apply_entries
 from cdb.projections.checkpoints import owner_key
 from cdb.projections.db import libpq_url
 from cdb.projections.definitions import Definition
+from cdb.projections.heap import frozen_heap
 from cdb.projections.source import GroupSource
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,12 @@ class Projector:
         if not self._groups_ready:
             self._source.ensure_groups()
             self._groups_ready = True
-        entries = self._source.read(block=block)
-        if not entries:
-            return BatchOutcome()
-        outcome = self._commit(entries)
-        self._source.ack(entries)
+        with frozen_heap():
+            entries = self._source.read(block=block)
+            if not entries:
+                return BatchOutcome()
+            outcome = self._commit(entries)
+            self._source.ack(entries)
         if self._on_batch is not None:
             self._on_batch(outcome)
         return outcome

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -183,6 +184,15 @@ def _copy_folded(
         names = ", ".join(quote_ident(c) for c in columns)
         with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             copy.set_types([types[c] for c in columns])
+            values = row_values(columns)
             for row in group:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(values(row))
     return done
+
+
+def row_values(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in ``columns`` order, as one C call per row."""
+    if len(columns) == 1:
+        (column,) = columns
+        return lambda row: (row[column],)
+    return itemgetter(*columns)

@@ -33,9 +33,11 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
+from cdb.projections.heap import frozen_heap
 from cdb.projections.source import head, read_ranges, stream_positions
 
-VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
+VERIFY_GENERATION = 0
+DECODE_IN_READER = False  # checkpoints of a verify scratch build; never an active generation
 
 
 @dataclass(frozen=True)
@@ -133,24 +135,25 @@ class _Builder:
         """
         total = self.total()
         reader = _Reader(self, until)
-        reader.start()
-        try:
-            while True:
-                entries, last = reader.next_round()
-                if entries:
-                    with self.conn.transaction():
-                        # Not waiting for the WAL flush: a build resumes from its last
-                        # committed checkpoint, so a commit lost to a server crash only means
-                        # that batch is read and applied again.
-                        self.conn.execute("SET LOCAL synchronous_commit = off")
-                        self.apply(entries)
-                    if progress is not None:
-                        done = self.consumed()
-                        progress(Progress("build", done, max(total, done), self.dead))
-                if last:
-                    return
-        finally:
-            reader.stop()
+        with frozen_heap():
+            reader.start()
+            try:
+                while True:
+                    entries, last = reader.next_round()
+                    if entries:
+                        with self.conn.transaction():
+                            # Not waiting for the WAL flush: a build resumes from its last
+                            # committed checkpoint, so a commit lost to a server crash only
+                            # means that batch is read and applied again.
+                            self.conn.execute("SET LOCAL synchronous_commit = off")
+                            self.apply(entries)
+                        if progress is not None:
+                            done = self.consumed()
+                            progress(Progress("build", done, max(total, done), self.dead))
+                    if last:
+                        return
+            finally:
+                reader.stop()
 
     def drain(self, until: dict[StreamPos, str] | None = None) -> None:
         """Apply everything up to the head (or ``until``) in the caller's transaction."""
@@ -224,7 +227,10 @@ class _Reader:
                 continue
             wanted.append((pos, after, bound))
         pages: dict[StreamPos, list[Entry]] = {pos: [] for pos, _, _ in wanted}
-        for entry in read_ranges(self._builder.client, self._builder.keys, wanted, count=size):
+        builder = self._builder
+        for entry in read_ranges(
+            builder.client, builder.keys, wanted, count=size, decode=DECODE_IN_READER
+        ):
             pages[(entry.topic, entry.partition)].append(entry)
         for pos, page in pages.items():
             self._more[pos] = len(page) == size
