@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from cdb.domain.contracts import (
     AlertV1,
@@ -180,8 +179,7 @@ def order_rows(event: EventEnvelope) -> list[OpRow]:
     return [("signal_stub", {"id": order.signal_id}), ("order_open", row)]
 
 
-@dataclass(frozen=True)
-class OrderFill:
+class OrderFill(NamedTuple):
     """What an order has had filled so far (cumulative, as execution reports it)."""
 
     filled: Decimal = Decimal(0)
@@ -418,11 +416,11 @@ def batch_rows(
 ) -> dict[str, list[Row]]:
     """All rows of a batch per op, merged by key; ``fills`` is each reported order's prior fill."""
     running: dict[str, OrderFill] = dict(fills or {})
-    merged: dict[str, dict[Any, Row]] = {}
+    merged: dict[str, dict[Any, Row]] = {op: {} for op in OP_KEYS}
     for event in events:
         if event.event_type in RESULT_TYPES:
             order_id = _payload(event, OrderResultV1).order_id
-            pairs, running[order_id] = result_rows(event, running.get(order_id, OrderFill()))
+            pairs, running[order_id] = result_rows(event, running.get(order_id, _NO_FILL))
         else:
             mapper = MAPPERS.get(event.event_type)
             if mapper is None:
@@ -432,16 +430,21 @@ def batch_rows(
                 )
             pairs = mapper(event)
         for op, row in pairs:
-            _merge(merged.setdefault(op, {}), op, row)
-    return {op: list(rows.values()) for op, rows in merged.items()}
+            rows = merged[op]
+            key = row[OP_KEYS[op]]
+            if key in rows:
+                _merge(rows, op, key, row)
+            else:
+                rows[key] = row
+    return {op: list(rows.values()) for op, rows in merged.items() if rows}
 
 
-def _merge(rows: dict[Any, Row], op: str, row: Row) -> None:
-    key = row[OP_KEYS[op]]
-    previous = rows.get(key)
-    if previous is None:
-        rows[key] = row
-        return
+_NO_FILL = OrderFill()
+
+
+def _merge(rows: dict[Any, Row], op: str, key: Any, row: Row) -> None:
+    """A second row of ``key`` for the same op within one batch."""
+    previous = rows[key]
     if op == "signal_stub":
         return
     if op == "position" and row["opened_at"] is None:
