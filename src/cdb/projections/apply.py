@@ -46,8 +46,6 @@ class Entry(NamedTuple):
     partition: int
     entry_id: str
     fields: RawFields
-    # The entry's event (or the error decoding it), when the reader decoded it already.
-    decoded: EventEnvelope | CdbError | None = None
 
 
 def decode_any(fields: RawFields) -> EventEnvelope | CdbError:
@@ -61,7 +59,7 @@ def decode_any(fields: RawFields) -> EventEnvelope | CdbError:
 
 def decode_for(definition: Definition, entry: Entry) -> EventEnvelope | CdbError:
     """The entry's event for this projection, or the error that dead-letters it."""
-    event = decode_any(entry.fields) if entry.decoded is None else entry.decoded
+    event = decode_any(entry.fields)
     if isinstance(event, CdbError) or event.event_type in definition.event_types:
         return event
     return ContractError(

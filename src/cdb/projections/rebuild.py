@@ -37,8 +37,7 @@ from cdb.projections.engine import connect
 from cdb.projections.heap import frozen_heap
 from cdb.projections.source import head, read_ranges, stream_positions
 
-VERIFY_GENERATION = 0
-DECODE_IN_READER = False  # checkpoints of a verify scratch build; never an active generation
+VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
 
 
 @dataclass(frozen=True)
@@ -240,9 +239,7 @@ class _Reader:
             wanted.append((pos, after, bound))
         pages: dict[StreamPos, list[Entry]] = {pos: [] for pos, _, _ in wanted}
         builder = self._builder
-        for entry in read_ranges(
-            builder.client, builder.keys, wanted, count=size, decode=DECODE_IN_READER
-        ):
+        for entry in read_ranges(builder.client, builder.keys, wanted, count=size):
             pages[(entry.topic, entry.partition)].append(entry)
         for pos, page in pages.items():
             self._more[pos] = len(page) == size

@@ -15,7 +15,7 @@ import redis
 
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
-from cdb.projections.apply import Entry, decode_any
+from cdb.projections.apply import Entry
 from cdb.projections.checkpoints import StreamPos, entry_key
 from cdb.projections.definitions import Definition
 
@@ -171,22 +171,15 @@ def read_ranges(
     wanted: Sequence[tuple[StreamPos, str, str]],
     *,
     count: int,
-    decode: bool = False,
 ) -> list[Entry]:
     """:func:`read_range` of several partitions ``(pos, after, until)`` in one round trip, in
-    the order given; with ``decode``, each entry carries its decoded event."""
+    the order given."""
     if not wanted:
         return []
     pipe = client.pipeline(transaction=False)
     for pos, after, until in wanted:
         pipe.xrange(keys.topic(*pos), f"({after}", until, count=count)
     replies: list[Any] = pipe.execute()
-    if decode:
-        return [
-            Entry(pos[0], pos[1], _text(entry_id), fields, decode_any(fields))
-            for (pos, _, _), rows in zip(wanted, replies, strict=True)
-            for entry_id, fields in rows or []
-        ]
     return [
         Entry(pos[0], pos[1], _text(entry_id), fields)
         for (pos, _, _), rows in zip(wanted, replies, strict=True)
