@@ -29,6 +29,9 @@ from cdb.projections.mapping import (
     orders_reported,
 )
 
+# Up to this many rows of one op go to its statement as a VALUES list, more through COPY.
+FEW_ROWS = 100
+
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
 # the server: the event is dead-lettered and the batch goes on without it.
 EVENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -264,12 +267,20 @@ def apply_events(
         op_rows = rows.get(statement.op)
         if not op_rows:
             continue
+        values = row_values(statement.columns)
+        if len(op_rows) <= FEW_ROWS:
+            # A few rows (keys already in the tables, mostly): one statement reading them from
+            # a VALUES list named like the temporary table, one round trip instead of four.
+            conn.execute(
+                statement.render_with_values(schema, len(op_rows)),
+                [value for row in op_rows for value in values(row)],
+            )
+            continue
         # COPY the rows into a temporary table, then one set-based upsert reads them from it.
         # (Emptied first: an earlier batch or event of this transaction left rows in it.)
         conn.execute(
             f"{statement.create_rows_table()}; DELETE FROM {statement.rows_table}"  # noqa: S608
         )
-        values = row_values(statement.columns)
         with conn.cursor().copy(f"COPY {statement.rows_table} FROM STDIN") as copy:
             copy.set_types(list(statement.types))
             for row in op_rows:
