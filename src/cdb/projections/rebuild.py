@@ -318,7 +318,9 @@ def rebuild(
             generation=generation,
             batch_size=batch_size,
         )
-        builder.deferred_checks = False  # the build tables have none yet
+        # The build tables get their foreign keys after the load (unless an earlier run got
+        # that far): until then there is nothing to defer and check at the end of each batch.
+        builder.deferred_checks = shadow.has_foreign_keys(conn, build)
         builder.build(progress)
         with conn.transaction():
             shadow.create_indexes(conn, definition, build)

@@ -123,7 +123,10 @@ def test_a_rebuild_swaps_while_the_live_projector_keeps_serving(env: Env) -> Non
         assert not shadow.schema_exists(conn, shadow.build_schema("trading"))
 
 
-def test_an_interrupted_rebuild_resumes_where_it_stopped(env: Env) -> None:
+@pytest.mark.parametrize("keys_added", [False, True])
+def test_an_interrupted_rebuild_resumes_where_it_stopped(env: Env, keys_added: bool) -> None:
+    # keys_added: interrupted after the foreign keys were added to the build tables (they
+    # are then checked at the end of each resumed batch again).
     trading = env.definitions["trading"]
     append_cycles(env.store, 80)
     _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
@@ -150,6 +153,9 @@ def test_an_interrupted_rebuild_resumes_where_it_stopped(env: Env) -> None:
             "SELECT state, building_generation FROM projection_state WHERE projection = 'trading'"
         ).fetchone()
     assert state == ("rebuilding", 2)
+    if keys_added:
+        with connect(env.url) as conn, conn.transaction():
+            shadow.create_foreign_keys(conn, trading, shadow.build_schema("trading"))
 
     resumed: list[int] = []
     rebuild(
