@@ -6,8 +6,10 @@ schema written to, the generation whose checkpoint moves, and where the entries 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import NamedTuple, TypeVar
 
 import psycopg
 
@@ -18,7 +20,7 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.deadletters import DeadLetter, record
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
-from cdb.projections.fold import fold_new_keys
+from cdb.projections.fold import fold_new_keys, row_values
 from cdb.projections.mapping import (
     EventEnvelope,
     OrderFill,
@@ -26,6 +28,9 @@ from cdb.projections.mapping import (
     orders_placed,
     orders_reported,
 )
+
+# Up to this many rows of one op go to its statement as a VALUES list, more through COPY.
+FEW_ROWS = 100
 
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
 # the server: the event is dead-lettered and the batch goes on without it.
@@ -37,26 +42,33 @@ EVENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    # A named tuple: built once per entry read, where a frozen dataclass's __init__ costs
+    # several times as much.
     topic: str
     partition: int
     entry_id: str
     fields: RawFields
 
 
-def decode_for(definition: Definition, entry: Entry) -> EventEnvelope | CdbError:
-    """The entry's event for this projection, or the error that dead-letters it."""
+def decode_any(fields: RawFields) -> EventEnvelope | CdbError:
+    """The event of an entry's fields, or the error that dead-letters it."""
     try:
-        event: EventEnvelope = decode_entry(entry.fields)
-        if event.event_type not in definition.event_types:
-            raise ContractError(
-                definition.name,
-                [("event_type", event.event_type.value, "not consumed by this projection")],
-            )
-        return event
+        event: EventEnvelope = decode_entry(fields)
     except CdbError as exc:
         return exc
+    return event
+
+
+def decode_for(definition: Definition, entry: Entry) -> EventEnvelope | CdbError:
+    """The entry's event for this projection, or the error that dead-letters it."""
+    event = decode_any(entry.fields)
+    if isinstance(event, CdbError) or event.event_type in definition.event_types:
+        return event
+    return ContractError(
+        definition.name,
+        [("event_type", event.event_type.value, "not consumed by this projection")],
+    )
 
 
 @dataclass
@@ -80,25 +92,34 @@ def apply_entries(
     *,
     record_dead_letters: bool = True,
     fold: bool = True,
+    isolate: bool = True,
+    deferred_checks: bool = True,
 ) -> BatchOutcome:
     """Apply the entries not yet covered by the generation's checkpoint; move the checkpoint.
 
     The caller owns the transaction (and the projection's advisory lock where it matters).
+
+    With ``isolate`` (the default), the batch runs in a savepoint and an event that fails
+    (:data:`EVENT_ERRORS`) is dead-lettered. Without it there are no savepoints (fewer round
+    trips): such a failure propagates with the transaction aborted, and the caller rolls back
+    and applies the batch again with ``isolate``, see :func:`optimistic`.
+    ``deferred_checks=False`` when the tables have no foreign keys to defer.
     """
     outcome = BatchOutcome()
     current = checkpoints.load(conn, definition.name, generation)
-    covered = {pos: checkpoints.entry_key(cp.last_entry_id) for pos, cp in current.items()}
+    entry_key = checkpoints.entry_key
+    covered = {pos: entry_key(cp.last_entry_id) for pos, cp in current.items()}
     order = {topic: i for i, topic in enumerate(definition.topics)}
     keyed: list[tuple[tuple[int, int, tuple[int, int]], Entry]] = []
     for entry in entries:
-        key = checkpoints.entry_key(entry.entry_id)
+        key = entry_key(entry.entry_id)
         if key <= covered.get((entry.topic, entry.partition), (0, 0)):
             outcome.skipped += 1
         else:
             keyed.append(((order[entry.topic], entry.partition, key), entry))
     if not keyed:
         return outcome
-    keyed.sort(key=lambda pair: pair[0])
+    keyed.sort(key=itemgetter(0))
     fresh = [entry for _, entry in keyed]
 
     events: list[tuple[Entry, EventEnvelope]] = []
@@ -109,25 +130,86 @@ def apply_entries(
         else:
             events.append((entry, result))
 
-    try:
-        with conn.transaction():
-            apply_events(conn, definition, schema, [event for _, event in events], fold=fold)
+    if isolate:
+        _apply_isolated(
+            conn, definition, schema, events, outcome, fold=fold, deferred_checks=deferred_checks
+        )
+    else:
+        apply_events(
+            conn,
+            definition,
+            schema,
+            [event for _, event in events],
+            fold=fold,
+            isolate=False,
+            deferred_checks=deferred_checks,
+        )
         outcome.applied = len(events)
-    except EVENT_ERRORS:
-        # Find the culprits: one savepoint per event, in order, so later events see earlier ones.
-        for entry, event in events:
-            try:
-                with conn.transaction():
-                    apply_events(conn, definition, schema, [event], fold=fold)
-                outcome.applied += 1
-            except EVENT_ERRORS as exc:
-                outcome.dead.append(_letter(entry, event, exc))
 
     if record_dead_letters:
         record(conn, definition.name, generation, outcome.dead)
     outcome.checkpoints = _advanced(current, fresh, events)
     checkpoints.save(conn, definition.name, generation, outcome.checkpoints)
     return outcome
+
+
+def _apply_isolated(
+    conn: psycopg.Connection,
+    definition: Definition,
+    schema: str,
+    events: Sequence[tuple[Entry, EventEnvelope]],
+    outcome: BatchOutcome,
+    *,
+    fold: bool,
+    deferred_checks: bool,
+) -> None:
+    """The events in a savepoint; if one fails, a savepoint per event, in order (so later
+    events see earlier ones), and the failing ones become dead letters."""
+    try:
+        with conn.transaction():
+            apply_events(
+                conn,
+                definition,
+                schema,
+                [event for _, event in events],
+                fold=fold,
+                deferred_checks=deferred_checks,
+            )
+        outcome.applied = len(events)
+    except EVENT_ERRORS:
+        for entry, event in events:
+            try:
+                with conn.transaction():
+                    apply_events(
+                        conn,
+                        definition,
+                        schema,
+                        [event],
+                        fold=fold,
+                        deferred_checks=deferred_checks,
+                    )
+                outcome.applied += 1
+            except EVENT_ERRORS as exc:
+                outcome.dead.append(_letter(entry, event, exc))
+
+
+T = TypeVar("T")
+
+
+def optimistic(conn: psycopg.Connection, batch: Callable[[bool], T]) -> T:
+    """Run ``batch(isolate)`` in a transaction, first without savepoints; if an event fails,
+    roll that back and run it again with them (which dead-letters the culprits).
+
+    A batch commits far more often than it holds a bad event: the savepoints (two round trips
+    each, plus one around every conflict-checked COPY) are paid only when needed.
+    """
+    try:
+        with conn.transaction():
+            return batch(False)
+    except EVENT_ERRORS:
+        pass
+    with conn.transaction():
+        return batch(True)
 
 
 def _advanced(
@@ -161,34 +243,53 @@ def apply_events(
     events: Sequence[EventEnvelope],
     *,
     fold: bool = True,
+    isolate: bool = True,
+    deferred_checks: bool = True,
 ) -> None:
     if not events:
         return
     # With folding, the same lookup tells which orders of the batch the table holds already.
     fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
     rows = batch_rows(events, fills)
-    conn.execute("SET CONSTRAINTS ALL DEFERRED")
+    if deferred_checks:
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
     if fold:
         # Keys new to the tables: one COPYed row each; the statements get the other rows.
-        fold_new_keys(conn, definition, schema, rows, known={"orders": (looked_up, set(fills))})
+        fold_new_keys(
+            conn,
+            definition,
+            schema,
+            rows,
+            known={"orders": (looked_up, set(fills))},
+            isolate=isolate,
+        )
     for statement in definition.statements:
         op_rows = rows.get(statement.op)
         if not op_rows:
+            continue
+        values = row_values(statement.columns)
+        if len(op_rows) <= FEW_ROWS:
+            # A few rows (keys already in the tables, mostly): one statement reading them from
+            # a VALUES list named like the temporary table, one round trip instead of four.
+            conn.execute(
+                statement.render_with_values(schema, len(op_rows)),
+                [value for row in op_rows for value in values(row)],
+            )
             continue
         # COPY the rows into a temporary table, then one set-based upsert reads them from it.
         # (Emptied first: an earlier batch or event of this transaction left rows in it.)
         conn.execute(
             f"{statement.create_rows_table()}; DELETE FROM {statement.rows_table}"  # noqa: S608
         )
-        columns = statement.columns
         with conn.cursor().copy(f"COPY {statement.rows_table} FROM STDIN") as copy:
             copy.set_types(list(statement.types))
             for row in op_rows:
-                copy.write_row([row[column] for column in columns])
+                copy.write_row(values(row))
         conn.execute(statement.render(schema))
     # Check the deferred foreign keys now, inside the savepoint, so a violation belongs to this
     # batch (and can be narrowed to an event) rather than failing the commit.
-    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    if deferred_checks:
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def _prior_fills(

@@ -39,6 +39,15 @@ class Statement:
     def render(self, schema: str) -> str:
         return self.sql.replace("{schema}", quote_ident(schema)).replace("{rows}", self.rows_table)
 
+    def render_with_values(self, schema: str, rows: int) -> str:
+        """The statement reading ``rows`` rows of parameters (one per column, each cast to its
+        column's type) from a VALUES list named like the temporary table."""
+        row = "(" + ", ".join(f"%s::{t}" for t in self.types) + ")"
+        return (
+            f"WITH {self.rows_table} ({', '.join(self.columns)}) AS "
+            f"(VALUES {', '.join([row] * rows)}) {self.render(schema)}"
+        )
+
     def create_rows_table(self) -> str:
         columns = ", ".join(f"{c} {t}" for c, t in zip(self.columns, self.types, strict=True))
         return (
@@ -146,6 +155,10 @@ def parse_definition(path: Path) -> Definition:
                     )
                 columns.append(match[1])
                 types.append(match[2])
+            if "%" in sql[op]:
+                # The statement is sent with parameters (render_with_values): psycopg would
+                # take a '%' for a placeholder.
+                raise ConfigError(f"{path}: sql.{op}: '%' is not allowed in a statement")
             statements.append(Statement(op, sql[op], tuple(columns), tuple(types)))
         return Definition(
             name=str(raw["name"]),

@@ -21,10 +21,11 @@ import redis
 from cdb.errors import ProjectionBusyError
 from cdb.eventstore.topology import Topology
 from cdb.projections import checkpoints
-from cdb.projections.apply import BatchOutcome, Entry, apply_entries
+from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import owner_key
 from cdb.projections.db import libpq_url
 from cdb.projections.definitions import Definition
+from cdb.projections.heap import frozen_heap
 from cdb.projections.source import GroupSource
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,12 @@ class Projector:
         if not self._groups_ready:
             self._source.ensure_groups()
             self._groups_ready = True
-        entries = self._source.read(block=block)
-        if not entries:
-            return BatchOutcome()
-        outcome = self._commit(entries)
-        self._source.ack(entries)
+        with frozen_heap():
+            entries = self._source.read(block=block)
+            if not entries:
+                return BatchOutcome()
+            outcome = self._commit(entries)
+            self._source.ack(entries)
         if self._on_batch is not None:
             self._on_batch(outcome)
         return outcome
@@ -179,25 +181,31 @@ class Projector:
 
     def _commit(self, entries: list[Entry]) -> BatchOutcome:
         conn = self._connection()
-        try:
-            with conn.transaction():
-                checkpoints.lock(conn, self.definition.name)
-                state = checkpoints.ensure_state(
-                    conn, self.definition.name, self.definition.version
+
+        def batch(isolate: bool) -> BatchOutcome:
+            checkpoints.lock(conn, self.definition.name)
+            state = checkpoints.ensure_state(conn, self.definition.name, self.definition.version)
+            outcome = apply_entries(
+                conn,
+                self.definition,
+                LIVE_SCHEMA,
+                state.active_generation,
+                entries,
+                isolate=isolate,
+            )
+            if outcome.dead:
+                last = outcome.dead[-1]
+                checkpoints.update_state(
+                    conn,
+                    self.definition.name,
+                    last_error=f"{last.topic}/{last.entry_id}: {last.error}"[:2000],
                 )
-                outcome = apply_entries(
-                    conn, self.definition, LIVE_SCHEMA, state.active_generation, entries
-                )
-                if outcome.dead:
-                    last = outcome.dead[-1]
-                    checkpoints.update_state(
-                        conn,
-                        self.definition.name,
-                        last_error=f"{last.topic}/{last.entry_id}: {last.error}"[:2000],
-                    )
-                if state.state == "failed":
-                    checkpoints.update_state(conn, self.definition.name, state="live")
+            if state.state == "failed":
+                checkpoints.update_state(conn, self.definition.name, state="live")
             return outcome
+
+        try:
+            return optimistic(conn, batch)
         except BaseException:
             # Whatever happened, the entries stay pending and are read again first.
             self._source.recover()

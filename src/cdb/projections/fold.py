@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -110,10 +111,13 @@ def fold_new_keys(
     rows: dict[str, list[Row]],
     *,
     known: Mapping[str, tuple[set[Any], set[Any]]] | None = None,
+    isolate: bool = True,
 ) -> None:
     """COPY the folded rows of keys the tables do not hold; leave the other rows in ``rows``.
 
     ``known`` maps a table to keys already looked up in it and those of them it holds.
+    Without ``isolate``, a key held by a table keyed by event id raises UniqueViolation (the
+    caller retries with ``isolate``) instead of costing a savepoint every batch.
 
     Runs before the op statements of the batch: a key is either new (all its rows folded here)
     or already in the table (all its rows left to the statements), so the two never overlap.
@@ -133,9 +137,13 @@ def fold_new_keys(
             continue
         table = f"{quote_ident(schema)}.{quote_ident(fold.table)}"
         done = None
-        if fold.event_keys:
+        if fold.event_keys and not isolate:
             # Keyed by event id: held only if that event was applied already, which the
-            # checkpoint prevents; so COPY first and look the keys up only if one was held.
+            # checkpoint prevents; so COPY without looking. A held key aborts the transaction,
+            # and the caller applies the batch again with ``isolate`` (below).
+            done = _copy_folded(conn, fold, table, by_key, held=set(), types=types)
+        elif fold.event_keys:
+            # The same, in a savepoint: if a key was held, look them up and COPY the others.
             try:
                 with conn.transaction():
                     done = _copy_folded(conn, fold, table, by_key, held=set(), types=types)
@@ -183,6 +191,15 @@ def _copy_folded(
         names = ", ".join(quote_ident(c) for c in columns)
         with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             copy.set_types([types[c] for c in columns])
+            values = row_values(columns)
             for row in group:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(values(row))
     return done
+
+
+def row_values(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in ``columns`` order, as one C call per row."""
+    if len(columns) == 1:
+        (column,) = columns
+        return lambda row: (row[column],)
+    return itemgetter(*columns)

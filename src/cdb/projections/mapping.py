@@ -11,20 +11,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Protocol, TypeVar
+from enum import Enum
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from cdb.domain.contracts import (
     AlertV1,
     CircuitBreakerV1,
     OrderResultV1,
     OrderStatus,
+    OrderType,
     OrderV1,
     PortfolioSnapshotV1,
     PositionSide,
     PositionV1,
+    Side,
     SignalBlockedV1,
     SignalV1,
 )
@@ -81,11 +83,20 @@ def slippage_bps(fill_price: Decimal, target_price: Decimal | None) -> Decimal |
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+# JSON string literal of a str (C implementation); the fixed-shape metadata columns below are
+# assembled from these instead of going through the encoder's per-call set-up each time.
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def _json(value: Mapping[str, str | bool]) -> str:
     # Key order does not matter: jsonb normalises it. Money goes in as text, never as a float.
     return _ENCODER.encode(value)
+
+
+# Enum -> the original system's lower-case word, looked up rather than `.value.lower()` per row.
+_LOWER: dict[Enum, str] = {
+    member: member.value.lower() for kind in (Side, OrderType) for member in kind
+}
 
 
 def _payload(event: EventEnvelope, kind: type[C]) -> C:
@@ -129,14 +140,14 @@ def signal_rows(event: EventEnvelope) -> list[OpRow]:
             {
                 "id": signal.signal_id,
                 "symbol": signal.symbol,
-                "signal_type": signal.side.value.lower(),
+                "signal_type": _LOWER[signal.side],
                 "price": signal.price,
                 # Confidence is a float in the contract; its shortest repr is what was meant.
                 "confidence": Decimal(repr(signal.confidence)),
                 "timestamp": signal.timestamp,
                 "source": signal.strategy_id,
                 "status": "generated",
-                "metadata": _json({"reason": signal.reason, "event_id": str(event.event_id)}),
+                "metadata": f'{{"reason":{_quote(signal.reason)},"event_id":"{event.event_id}"}}',
                 "sequence_number": event.sequence_number,
             },
         )
@@ -149,8 +160,8 @@ def order_rows(event: EventEnvelope) -> list[OpRow]:
         "order_id": order.order_id,
         "signal_id": order.signal_id,
         "symbol": order.symbol,
-        "side": order.side.value.lower(),
-        "order_type": order.order_type.value.lower(),
+        "side": _LOWER[order.side],
+        "order_type": _LOWER[order.order_type],
         "price": order.target_price,
         "size": order.quantity,
         # An order on the orders topic passed risk; risk's refusals are SIGNAL_BLOCKED.
@@ -159,14 +170,16 @@ def order_rows(event: EventEnvelope) -> list[OpRow]:
         "status": "submitted",
         "created_at": order.timestamp,
         "submitted_at": order.timestamp,
-        "metadata": _json({"strategy_id": order.strategy_id, "reduce_only": order.reduce_only}),
+        "metadata": (
+            f'{{"strategy_id":{_quote(order.strategy_id)},'
+            f'"reduce_only":{"true" if order.reduce_only else "false"}}}'
+        ),
         "sequence_number": event.sequence_number,
     }
     return [("signal_stub", {"id": order.signal_id}), ("order_open", row)]
 
 
-@dataclass(frozen=True)
-class OrderFill:
+class OrderFill(NamedTuple):
     """What an order has had filled so far (cumulative, as execution reports it)."""
 
     filled: Decimal = Decimal(0)
@@ -181,6 +194,7 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
     """
     report = _payload(event, OrderResultV1)
     status = _ORDER_STATUS[report.status]
+    side = _LOWER[report.side]
     rows: list[OpRow] = []
     if report.signal_id is not None:
         rows.append(("signal_stub", {"id": report.signal_id}))
@@ -191,7 +205,7 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
                 "order_id": report.order_id,
                 "signal_id": report.signal_id,
                 "symbol": report.symbol,
-                "side": report.side.value.lower(),
+                "side": side,
                 "size": report.quantity,
                 "status": status,
                 "rejection_reason": report.reason
@@ -224,7 +238,7 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
                     "id": str(event.event_id),
                     "order_id": report.order_id,
                     "symbol": report.symbol,
-                    "side": report.side.value.lower(),
+                    "side": side,
                     "price": report.price,
                     "size": size,
                     "status": status,
@@ -234,12 +248,10 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
                     "fees": max(report.fee - before.fees, Decimal(0)),
                     "timestamp": report.timestamp,
                     "exchange": EXCHANGE,
-                    "metadata": _json(
-                        {
-                            "strategy_id": report.strategy_id,
-                            "fee_asset": report.fee_asset,
-                            "filled_quantity": str(report.filled_quantity),
-                        }
+                    "metadata": (
+                        f'{{"strategy_id":{_quote(report.strategy_id)},'
+                        f'"fee_asset":{_quote(report.fee_asset)},'
+                        f'"filled_quantity":"{report.filled_quantity}"}}'
                     ),
                 },
             )
@@ -301,7 +313,7 @@ def snapshot_rows(event: EventEnvelope) -> list[OpRow]:
                 "total_exposure_pct": exposure_pct,
                 "max_drawdown_pct": (snap.drawdown_pct / 100).quantize(_RATIO),
                 "open_positions": snap.open_positions,
-                "metadata": _json({"exposure": str(snap.exposure)}),
+                "metadata": f'{{"exposure":"{snap.exposure}"}}',
             },
         )
     ]
@@ -404,11 +416,11 @@ def batch_rows(
 ) -> dict[str, list[Row]]:
     """All rows of a batch per op, merged by key; ``fills`` is each reported order's prior fill."""
     running: dict[str, OrderFill] = dict(fills or {})
-    merged: dict[str, dict[Any, Row]] = {}
+    merged: dict[str, dict[Any, Row]] = {op: {} for op in OP_KEYS}
     for event in events:
         if event.event_type in RESULT_TYPES:
             order_id = _payload(event, OrderResultV1).order_id
-            pairs, running[order_id] = result_rows(event, running.get(order_id, OrderFill()))
+            pairs, running[order_id] = result_rows(event, running.get(order_id, _NO_FILL))
         else:
             mapper = MAPPERS.get(event.event_type)
             if mapper is None:
@@ -418,16 +430,21 @@ def batch_rows(
                 )
             pairs = mapper(event)
         for op, row in pairs:
-            _merge(merged.setdefault(op, {}), op, row)
-    return {op: list(rows.values()) for op, rows in merged.items()}
+            rows = merged[op]
+            key = row[OP_KEYS[op]]
+            if key in rows:
+                _merge(rows, op, key, row)
+            else:
+                rows[key] = row
+    return {op: list(rows.values()) for op, rows in merged.items() if rows}
 
 
-def _merge(rows: dict[Any, Row], op: str, row: Row) -> None:
-    key = row[OP_KEYS[op]]
-    previous = rows.get(key)
-    if previous is None:
-        rows[key] = row
-        return
+_NO_FILL = OrderFill()
+
+
+def _merge(rows: dict[Any, Row], op: str, key: Any, row: Row) -> None:
+    """A second row of ``key`` for the same op within one batch."""
+    previous = rows[key]
     if op == "signal_stub":
         return
     if op == "position" and row["opened_at"] is None:

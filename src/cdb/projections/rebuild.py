@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -28,11 +29,12 @@ import redis
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
 from cdb.projections import checkpoints, shadow
-from cdb.projections.apply import BatchOutcome, Entry, apply_entries
+from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
+from cdb.projections.heap import frozen_heap
 from cdb.projections.source import head, read_ranges, stream_positions
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
@@ -82,6 +84,9 @@ class _Builder:
         self.generation = generation
         self.batch_size = batch_size
         self.record = record_dead_letters
+        # Whether the tables have foreign keys to check at the end of each batch (a rebuild
+        # adds them after the load).
+        self.deferred_checks = True
         self.dead = 0
         with conn.transaction():
             self.cps = checkpoints.load(conn, definition.name, generation)
@@ -104,19 +109,25 @@ class _Builder:
             wanted.append((pos, last, bound))
         return read_ranges(self.client, self.keys, wanted, count=self.batch_size)
 
-    def apply(self, entries: list[Entry]) -> BatchOutcome:
-        """Apply in the caller's transaction; the checkpoints move with it."""
-        outcome = apply_entries(
+    def apply(self, entries: list[Entry], *, isolate: bool = True) -> BatchOutcome:
+        """Apply in the caller's transaction; see :meth:`advance` once it committed."""
+        return apply_entries(
             self.conn,
             self.definition,
             self.schema,
             self.generation,
             entries,
             record_dead_letters=self.record,
+            isolate=isolate,
+            deferred_checks=self.deferred_checks,
         )
+
+    def _batch(self, entries: list[Entry]) -> Callable[[bool], BatchOutcome]:
+        return lambda isolate: self.apply(entries, isolate=isolate)
+
+    def advance(self, outcome: BatchOutcome) -> None:
         self.cps.update(outcome.checkpoints)
         self.dead += len(outcome.dead)
-        return outcome
 
     def build(
         self,
@@ -133,29 +144,32 @@ class _Builder:
         """
         total = self.total()
         reader = _Reader(self, until)
-        reader.start()
-        try:
-            while True:
-                entries, last = reader.next_round()
-                if entries:
-                    with self.conn.transaction():
-                        # Not waiting for the WAL flush: a build resumes from its last
-                        # committed checkpoint, so a commit lost to a server crash only means
-                        # that batch is read and applied again.
-                        self.conn.execute("SET LOCAL synchronous_commit = off")
-                        self.apply(entries)
-                    if progress is not None:
-                        done = self.consumed()
-                        progress(Progress("build", done, max(total, done), self.dead))
-                if last:
-                    return
-        finally:
-            reader.stop()
+        # Not waiting for the WAL flush at each commit: a build resumes from its last committed
+        # checkpoint, so a commit lost to a server crash only means that batch is read and
+        # applied again. (The swap, after this, commits durably.)
+        self.conn.execute("SET synchronous_commit = off")
+        with frozen_heap():
+            reader.start()
+            try:
+                while True:
+                    entries, last = reader.next_round()
+                    if entries:
+                        self.advance(optimistic(self.conn, self._batch(entries)))
+                        if progress is not None:
+                            done = self.consumed()
+                            progress(Progress("build", done, max(total, done), self.dead))
+                    if last:
+                        return
+            finally:
+                reader.stop()
+                # Best effort: a connection that failed is not used again anyway.
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.execute("RESET synchronous_commit")
 
     def drain(self, until: dict[StreamPos, str] | None = None) -> None:
         """Apply everything up to the head (or ``until``) in the caller's transaction."""
         while entries := self.read_round(until):
-            self.apply(entries)
+            self.advance(self.apply(entries))
 
 
 _Round = tuple[list[Entry], bool]  # entries, whether they are the last
@@ -224,7 +238,8 @@ class _Reader:
                 continue
             wanted.append((pos, after, bound))
         pages: dict[StreamPos, list[Entry]] = {pos: [] for pos, _, _ in wanted}
-        for entry in read_ranges(self._builder.client, self._builder.keys, wanted, count=size):
+        builder = self._builder
+        for entry in read_ranges(builder.client, builder.keys, wanted, count=size):
             pages[(entry.topic, entry.partition)].append(entry)
         for pos, page in pages.items():
             self._more[pos] = len(page) == size
@@ -303,10 +318,14 @@ def rebuild(
             generation=generation,
             batch_size=batch_size,
         )
+        # The build tables get their foreign keys after the load (unless an earlier run got
+        # that far): until then there is nothing to defer and check at the end of each batch.
+        builder.deferred_checks = shadow.has_foreign_keys(conn, build)
         builder.build(progress)
         with conn.transaction():
             shadow.create_indexes(conn, definition, build)
             shadow.create_foreign_keys(conn, definition, build)
+        builder.deferred_checks = True
         previous = _swap(conn, builder, definition, progress)
         events = builder.consumed()
         if drop_old:

@@ -85,6 +85,15 @@ def create_foreign_keys(conn: psycopg.Connection, definition: Definition, schema
                 conn.execute(ddl)
 
 
+def has_foreign_keys(conn: psycopg.Connection, schema: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE n.nspname = %s AND c.contype = 'f' LIMIT 1",
+        (schema,),
+    ).fetchone()
+    return row is not None
+
+
 def create_indexes(conn: psycopg.Connection, definition: Definition, schema: str) -> None:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     for table in _copies(definition, schema):

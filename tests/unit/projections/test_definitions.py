@@ -53,3 +53,25 @@ def test_identifiers_are_checked_before_they_reach_sql() -> None:
     assert quote_ident("cdb_build_trading") == '"cdb_build_trading"'
     with pytest.raises(ConfigError, match="identifier"):
         quote_ident('x"; DROP TABLE signals; --')
+
+
+def test_a_percent_sign_in_a_statement_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.v1.toml"
+    path.write_text(
+        'name = "x"\nversion = 1\ngroup = "g"\ntables = ["alerts"]\nops = ["alert"]\n'
+        '[topics]\nalerts = ["ALERT_RAISED"]\n[columns]\nalert = "id text"\n'
+        '[sql]\nalert = "INSERT INTO {schema}.alerts (id) '
+        "SELECT id FROM {rows} AS u WHERE id LIKE 'a%'\"\n"
+    )
+    with pytest.raises(ConfigError, match=r"sql.alert: '%'"):
+        parse_definition(path)
+
+
+def test_a_few_rows_are_read_from_a_values_list_named_like_the_rows_table() -> None:
+    statement = load_definitions()["positions"].statements[0]
+    sql = statement.render_with_values("public", 2)
+    assert sql.startswith(
+        f"WITH {statement.rows_table} ({', '.join(statement.columns)}) AS (VALUES "
+    )
+    assert sql.count("%s::numeric") == 2 * statement.types.count("numeric")
+    assert sql.endswith(statement.render("public"))
