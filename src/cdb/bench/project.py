@@ -40,7 +40,7 @@ from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db, shadow
 from cdb.projections.definitions import load_definitions
 from cdb.projections.engine import Projector, connect, wait_caught_up
-from cdb.projections.rebuild import rebuild
+from cdb.projections.rebuild import BUILD_BATCH, rebuild
 from cdb.projections.sample import requests
 
 _CHUNK = 500  # cycles appended per pipeline
@@ -177,7 +177,9 @@ def _rebuild_child(redis_url: str, database_url: str, namespace: str) -> dict[st
     started = time.perf_counter()
     events = 0
     for definition in load_definitions().values():
-        report = rebuild(definition, client, topology, namespace, database_url, batch_size=1000)
+        report = rebuild(
+            definition, client, topology, namespace, database_url, batch_size=BUILD_BATCH
+        )
         events += report.events
     seconds = time.perf_counter() - started
     return {

@@ -24,6 +24,7 @@ from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import deadletters
 from cdb.projections.definitions import Definition, definition, load_definitions
 from cdb.projections.engine import Projector, connect
+from cdb.projections.rebuild import BUILD_BATCH
 from cdb.projections.rebuild import Progress as RebuildProgress
 from cdb.projections.rebuild import rebuild as run_rebuild
 from cdb.projections.rebuild import verify as run_verify
@@ -134,7 +135,7 @@ def rebuild(
         bool, typer.Option("--drop-old", help="Drop the previous generation after the swap.")
     ] = False,
     namespace: NamespaceOpt = None,
-    batch_size: BatchOpt = 1000,
+    batch_size: BatchOpt = BUILD_BATCH,
     as_json: JsonOpt = False,
 ) -> None:
     """Blue/green: build a new generation beside the live one, catch up, swap atomically."""
@@ -179,7 +180,7 @@ def rebuild(
 def verify(
     name: NameArg,
     namespace: NamespaceOpt = None,
-    batch_size: BatchOpt = 1000,
+    batch_size: BatchOpt = BUILD_BATCH,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild into a scratch schema and compare every row's digest; exit 1 on a mismatch."""

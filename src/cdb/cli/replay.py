@@ -276,7 +276,9 @@ def projections(
             help="Topic an entry-id --from names (its millisecond is the cut on every topic).",
         ),
     ] = "market_data",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 5000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Entries per build transaction.")
+    ] = 5000,
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the previous generation after the swap.")
     ] = False,

@@ -55,7 +55,7 @@ from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.engine import connect
 from cdb.projections.mapping import OP_KEYS, EventEnvelope, batch_rows
-from cdb.projections.rebuild import Progress, rebuild
+from cdb.projections.rebuild import BUILD_BATCH, Progress, rebuild
 from cdb.projections.source import head, read_ranges, stream_positions
 
 Role = Literal["aggregate", "event", "stub"]
@@ -428,7 +428,7 @@ def rewind(
     database_url: str,
     *,
     start: From,
-    batch_size: int = 1000,
+    batch_size: int = BUILD_BATCH,
     drop_old: bool = False,
     progress: Callable[[Progress], None] | None = None,
 ) -> RewindReport:
