@@ -103,15 +103,19 @@ class GroupSource:
             for pos, page in pages.items():
                 self._more[pos] = len(page) >= self._batch
                 buffers[pos].extend(page)
-        ends = [
-            entry_key(buffer[-1].entry_id)
-            for pos, buffer in buffers.items()
-            if buffer and (self._more[pos] or pos not in wanted)
-        ]
+        # A partition gives at most a page per batch (entries held back from the last read
+        # plus a fresh page can exceed one): where it has more, its page end bounds the cut.
+        limit = self._batch
+        ends: list[tuple[int, int]] = []
+        for pos, buffer in buffers.items():
+            if len(buffer) > limit:
+                ends.append(entry_key(buffer[limit - 1].entry_id))
+            elif buffer and (self._more[pos] or pos not in wanted):
+                ends.append(entry_key(buffer[-1].entry_id))
         cut = min(ends) if ends else None
         batch: list[Entry] = []
         for pos, buffer in buffers.items():
-            taken = len(buffer)
+            taken = min(len(buffer), limit)
             if cut is not None:
                 while taken and entry_key(buffer[taken - 1].entry_id) > cut:
                     taken -= 1
