@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 import pytest
 import redis
 
+from cdb.domain.contracts import OrderType, OrderV1, Side
+from cdb.domain.envelope import NewEvent, derive_id
+from cdb.domain.event_types import EventType
 from cdb.eventstore.store import AppendResult, EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db
@@ -58,3 +63,25 @@ def env(
     namespace: str,
 ) -> Env:
     return Env(migrated_db, store, redis_client, topology, namespace, load_definitions())
+
+
+def append_oversized_order(store: EventStore, at: datetime) -> None:
+    """An ORDER_PLACED valid for its contract but too large for the orders column
+    (numeric(18, 8)): PostgreSQL refuses it, so the projection must dead-letter it."""
+    huge = OrderV1(
+        order_id="huge",
+        signal_id="ssample0",
+        strategy_id="m1",
+        symbol="BTC_USDT",
+        side=Side.BUY,
+        quantity=Decimal("1e15"),
+        order_type=OrderType.MARKET,
+        timestamp=at,
+    )
+    event = NewEvent(
+        event_id=derive_id("huge"),
+        event_type=EventType.ORDER_PLACED,
+        timestamp=at,
+        payload=huge,
+    )
+    store.append("order-huge", [event], 0)

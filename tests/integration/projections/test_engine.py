@@ -6,12 +6,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import psycopg
 import pytest
 
-from cdb.domain.contracts import AlertLevel, AlertV1, OrderType, OrderV1, Side
+from cdb.domain.contracts import AlertLevel, AlertV1
 from cdb.domain.envelope import NewEvent, derive_id
 from cdb.domain.event_types import EventType
 from cdb.errors import ProjectionBusyError
@@ -20,7 +19,7 @@ from cdb.projections.digest import projection_digest
 from cdb.projections.engine import Backoff, Projector, connect, wait_caught_up
 from cdb.projections.rebuild import rebuild, verify
 from cdb.projections.status import ProjectionStatus, status_all
-from tests.integration.projections.conftest import Env, append_cycles
+from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
 
 AT = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -89,29 +88,7 @@ def test_a_redelivered_batch_is_skipped_by_the_checkpoint(env: Env) -> None:
 
 def test_a_failing_event_is_dead_lettered_and_the_rest_goes_on(env: Env) -> None:
     append_cycles(env.store, 10)
-    # Valid for the contract, too large for the column (numeric(18, 8)): PostgreSQL refuses it.
-    huge = OrderV1(
-        order_id="huge",
-        signal_id="ssample0",
-        strategy_id="m1",
-        symbol="BTC_USDT",
-        side=Side.BUY,
-        quantity=Decimal("1e15"),
-        order_type=OrderType.MARKET,
-        timestamp=AT,
-    )
-    env.store.append(
-        "order-huge",
-        [
-            NewEvent(
-                event_id=derive_id("huge"),
-                event_type=EventType.ORDER_PLACED,
-                timestamp=AT,
-                payload=huge,
-            )
-        ],
-        0,
-    )
+    append_oversized_order(env.store, AT)
     append_cycles(env.store, 10, start=10)
     env.store.append(
         "alert-a1",

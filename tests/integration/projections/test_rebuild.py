@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import psycopg
 import pytest
@@ -12,9 +11,6 @@ import redis
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from cdb.domain.contracts import OrderType, OrderV1, Side
-from cdb.domain.envelope import NewEvent, derive_id
-from cdb.domain.event_types import EventType
 from cdb.eventstore.topology import Topology
 from cdb.projections import db, shadow
 from cdb.projections.definitions import Definition
@@ -22,7 +18,7 @@ from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import Projector, connect, wait_caught_up
 from cdb.projections.models import metadata
 from cdb.projections.rebuild import Progress, rebuild, verify
-from tests.integration.projections.conftest import Env, append_cycles
+from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
 
 
 def _project_all(
@@ -190,23 +186,7 @@ def test_a_rebuild_dead_letters_a_failing_event_and_goes_on(env: Env) -> None:
     # savepoints, the order is dead-lettered for the new generation, the rest is applied.
     trading = env.definitions["trading"]
     append_cycles(env.store, 10)
-    huge = OrderV1(
-        order_id="huge",
-        signal_id="ssample0",
-        strategy_id="m1",
-        symbol="BTC_USDT",
-        side=Side.BUY,
-        quantity=Decimal("1e15"),
-        order_type=OrderType.MARKET,
-        timestamp=datetime(2026, 1, 5, tzinfo=UTC),
-    )
-    event = NewEvent(
-        event_id=derive_id("huge"),
-        event_type=EventType.ORDER_PLACED,
-        timestamp=huge.timestamp,
-        payload=huge,
-    )
-    env.store.append("order-huge", [event], 0)
+    append_oversized_order(env.store, datetime(2026, 1, 5, tzinfo=UTC))
     append_cycles(env.store, 10, start=10)
     _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
     before = _digests({"trading": trading}, env.url)
