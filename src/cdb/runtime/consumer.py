@@ -13,12 +13,14 @@ One cycle per partition:
 
 While entries are flowing, Redis and this process work at the same time instead of taking
 turns (:class:`~cdb.runtime.link.Link`: commands sent ahead on one connection, replies read
-in order): the record of a big read is sent first and the batch decoded while Redis runs it;
-after a full read the next XREADGROUP goes out before the handlers run (after the outputs are
-appended when the handlers return outputs, so few entries sit delivered and unrecorded); the
-ack goes out without waiting, and the record of the next batch queues behind it, so a fresh
-entry never waits behind one this consumer just acked. Each ack's reply is still checked: an
-error leaves the entries pending, and they are adopted again and re-run.
+in order). After a full read, the ack of a cycle goes out together with the XREADGROUP of the
+batch after the one in hand, neither waited for. The batch in hand is decoded while Redis
+records it; meanwhile, as soon as that XREADGROUP's reply is in, the record of its rows is
+sent (entries spend little time delivered but unrecorded, which would make another reader
+record them for us, at a cost). So a fresh entry may be recorded behind one of the batch
+being handled: the ids this consumer acked in its last cycle count as finished predecessors.
+Each ack's reply is still checked: an error leaves its entries pending, to be adopted again
+and re-run.
 
 An entry is acked only after its outputs are durably appended. A failure leaves it pending and
 schedules a retry after the group's backoff; after ``max_deliveries``, or at once for a contract
@@ -130,9 +132,9 @@ class _Partition:
     big: bool = False  # the last read filled a small one: read natively
     prefetched: Read | None = None  # read by the last wait, not handled yet
     next_read: Reply | None = None  # an XREADGROUP sent ahead, reply not read yet
-    ahead: Rows | None = None  # rows of that read, read back but not recorded yet
-    full: bool = False  # the last read filled what it asked for: more is likely waiting
-    early: bool = True  # send the next read before the handlers (they returned no outputs)
+    ahead: Rows | None = None  # rows of that read, read back, not handled yet
+    ahead_record: Reply | None = None  # the record of those rows, sent (None: not yet)
+    full: bool = False  # the newest read filled what it asked for: more is likely waiting
     # Entries this consumer acked in its last cycle (that ack may still be on its way): an
     # entry waiting behind one of them may run, as behind one acked earlier in its own cycle.
     recent: set[str] = field(default_factory=set)
@@ -243,7 +245,10 @@ class Consumer:
         self._draining = True
         try:
             for part in self._parts:
-                if self._read_in_hand(part):
+                # a read sent ahead may come in while the batch before it is handled
+                for _ in range(3):
+                    if not self._read_in_hand(part):
+                        break
                     self._cycle(part)
         except _TRANSIENT as exc:  # they stay pending; a live consumer claims them
             log.warning("consumer %s could not finish read entries on stop: %s", self.name, exc)
@@ -291,7 +296,7 @@ class Consumer:
         may not have run); the resync after the reconnect adopts what is pending here."""
         self._link.reset()
         for part in self._parts:
-            part.next_read = None
+            part.next_read = part.ahead_record = None  # rows in hand are recorded again
             part.full = False
             part.recent = set()
 
@@ -328,8 +333,7 @@ class Consumer:
         up); the next cycle then checks what it waits for."""
         for part in self._parts:
             if part.next_read is not None:  # delivered here: in hand, not adopted
-                part.ahead = ordering.rows_of(self._link.wait(part.next_read))
-                part.next_read = None
+                self._take_ahead(part)
             known = set(part.parked) | part.retries.ids()
             if part.prefetched is not None:
                 known |= {text(eid) for eid, _ in part.prefetched.rows}
@@ -374,12 +378,29 @@ class Consumer:
             self._resync()
 
     def _send_ack(self, part: _Partition, cycle: _Cycle) -> None:
+        """Ack what the cycle finished (its outputs are appended) and, after a full read,
+        read the batch after the one in hand: one write, no wait."""
         ok = cycle.ok
         # _unwind may have taken entries out of ok (not out of ok_ids)
         part.recent = cycle.ok_ids if len(cycle.ok_ids) == len(ok) else {e.entry_id for e in ok}
-        if not ok:
-            return
-        done = [(e.entry_id, e.agg, e.waited) for e in ok]
+        commands: list[tuple[tuple[Any, ...], Any]] = []
+        read_ahead = part.full and part.next_read is None and not self._draining
+        if read_ahead:
+            part.full = False
+            commands.append(
+                (ordering.xread_command(part.pk, self.name, self.policy.batch_size), None)
+            )
+        if ok:
+            done = [(e.entry_id, e.agg, e.waited) for e in ok]
+            commands.append((ordering.ack_command(part.pk, done), self._ack_check(part, done)))
+        if commands:
+            replies = self._link.send_all(commands)
+            if read_ahead:
+                part.next_read = replies[0]
+
+    def _ack_check(
+        self, part: _Partition, done: list[tuple[str, bytes, bool]]
+    ) -> Callable[[Any], None]:
 
         def checked(value: Any) -> None:
             if not isinstance(value, Exception):
@@ -397,7 +418,7 @@ class Consumer:
             )
             self._adopt = True
 
-        self._link.send(ordering.ack_command(part.pk, done), checked)
+        return checked
 
     def _cycle(self, part: _Partition) -> int:
         now = now_ms()
@@ -427,9 +448,6 @@ class Consumer:
         self._run(part, candidates, cycle)
         self._commit(part, cycle)
         self._append_outputs(part, cycle)
-        if part.full:  # not sent before the handlers: now, ahead of the ack
-            self._read_ahead(part)
-        part.early = not cycle.outputs
         self._send_ack(part, cycle)
         for entry, reason in cycle.failed:
             self._failed(part, entry, reason)
@@ -443,17 +461,21 @@ class Consumer:
         if read is not None:
             part.prefetched = None
         elif part.next_read is not None or part.ahead is not None:
-            rows = part.ahead
-            if rows is None:
-                assert part.next_read is not None
-                rows = ordering.rows_of(self._link.wait(part.next_read))
-            part.next_read = part.ahead = None
-            return self._record(part, rows, self.policy.batch_size)
+            if part.ahead is None:  # not in yet: wait, and read the next batch meanwhile
+                self._take_ahead(part)
+                self._read_more(part)
+            rows, pending = part.ahead or [], part.ahead_record
+            part.ahead = part.ahead_record = None
+            return self._record(part, rows, pending)
         elif self._draining:
             return []
         elif part.big:
-            command = ordering.xread_command(part.pk, self.name, room)
-            return self._record(part, ordering.rows_of(self._link.call(command)), room)
+            rows = ordering.rows_of(
+                self._link.call(ordering.xread_command(part.pk, self.name, room))
+            )
+            part.full = len(rows) >= room and not self._draining
+            self._read_more(part)
+            return self._record(part, rows, None)
         else:
             # The script reads on another connection: acks sent ahead go first.
             self._link.settle()
@@ -479,14 +501,15 @@ class Consumer:
             entry.prev, entry.waited = prev, True
         return entries
 
-    def _record(self, part: _Partition, rows: Rows, asked: int) -> list[_Entry]:
-        """Record rows read natively; the batch is decoded while Redis records it."""
+    def _record(self, part: _Partition, rows: Rows, pending: Reply | None) -> list[_Entry]:
+        """Record rows read natively (unless ``pending``, their record, was sent already);
+        the batch is decoded while Redis records it."""
         part.top = ""
         part.big = len(rows) >= _SMALL
-        part.full = len(rows) >= asked and not self._draining
         if not rows:
             return []
-        pending = self._link.send(ordering.record_command(part.pk, self.name, rows))
+        if pending is None:
+            pending = self._link.send(ordering.record_command(part.pk, self.name, rows))
         if isinstance(rows[0][0], bytes):
             entries = [
                 _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
@@ -498,14 +521,7 @@ class Consumer:
                 for eid, fields in rows
             ]
         if not self._tracer.on:
-            decode = decode_fields
-            for entry in entries:
-                fields: Any = entry.fields
-                if len(fields) == 6:
-                    try:  # noqa: SIM105 - suppress() costs more per entry
-                        entry.event = decode(fields)
-                    except ContractError:
-                        pass  # decoded again at its turn, and dead-lettered then
+            self._decode(part, entries)
         reply = self._link.wait(pending)
         if isinstance(reply, Exception):
             if not ordering.is_noscript(reply):
@@ -517,15 +533,41 @@ class Consumer:
         for i, prev in waits.items():
             entry = entries[i]
             entry.prev, entry.waited = prev, True
-        if part.full and part.early:
-            self._read_ahead(part)
         return entries
 
-    def _read_ahead(self, part: _Partition) -> None:
-        part.full = False
-        if part.next_read is None and part.ahead is None:
+    def _decode(self, part: _Partition, entries: list[_Entry]) -> None:
+        """Decode the usual entries ahead of their turn (a pure step); take in the reply of a
+        read sent ahead as soon as it is there."""
+        decode, link = decode_fields, self._link
+        for i, entry in enumerate(entries):
+            if i & 63 == 63 and part.next_read is not None and link.poll(part.next_read):
+                self._take_ahead(part)  # its record goes out now, while this batch decodes
+            fields: Any = entry.fields
+            if len(fields) == 6:
+                try:  # noqa: SIM105 - suppress() costs more per entry
+                    entry.event = decode(fields)
+                except ContractError:
+                    pass  # decoded again at its turn, and dead-lettered then
+
+    def _read_more(self, part: _Partition) -> None:
+        """After a full read, read the next batch while this one is handled."""
+        if part.full and part.next_read is None and not self._draining:
+            part.full = False
             command = ordering.xread_command(part.pk, self.name, self.policy.batch_size)
             part.next_read = self._link.send(command)
+
+    def _take_ahead(self, part: _Partition) -> None:
+        """Take in the reply of the XREADGROUP sent ahead and send the record of its rows."""
+        assert part.next_read is not None
+        reply = self._link.wait(part.next_read)
+        part.next_read = None
+        if isinstance(reply, Exception):
+            raise reply
+        rows = ordering.rows_of(reply)
+        part.ahead = rows
+        part.full = len(rows) >= self.policy.batch_size and not self._draining
+        if rows:
+            part.ahead_record = self._link.send(ordering.record_command(part.pk, self.name, rows))
 
     def _run(self, part: _Partition, candidates: list[_Entry], cycle: _Cycle) -> None:
         """Handle, in order, every entry whose predecessor is finished; park the others.

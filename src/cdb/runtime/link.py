@@ -12,10 +12,22 @@ caller resyncs from Redis), so a half-read connection is never reused.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import redis
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    # redis-py's generic packer costs more per argument than hiredis packing in C, and a
+    # record or an ack carries two arguments per entry.
+    from hiredis import pack_command as _hiredis_pack
+
+    _pack = cast(Callable[[tuple[Any, ...]], bytes], _hiredis_pack)
+except ImportError:  # pragma: no cover - hiredis is a dependency, but not a requirement
+    _pack = None
+
+OnReply = Callable[[Any], None]
 
 
 class Reply:
@@ -43,19 +55,40 @@ class Link:
     def outstanding(self) -> int:
         return len(self._queue)
 
-    def send(self, args: tuple[Any, ...], on_reply: Callable[[Any], None] | None = None) -> Reply:
+    def send(self, args: tuple[Any, ...], on_reply: OnReply | None = None) -> Reply:
         """Send one command without waiting; ``on_reply`` sees its reply when it is read."""
+        return self.send_all([(args, on_reply)])[0]
+
+    def send_all(self, commands: Sequence[tuple[tuple[Any, ...], OnReply | None]]) -> list[Reply]:
+        """Send commands in one write (one wake-up of the server), without waiting."""
         conn = self._conn
         if conn is None:
             conn = self._conn = self._pool.get_connection()
         try:
-            conn.send_command(*args)
+            if _pack is not None:
+                conn.send_packed_command([b"".join([_pack(args) for args, _ in commands])])
+            else:
+                conn.send_packed_command(conn.pack_commands([args for args, _ in commands]))
         except BaseException:
             self.reset()
             raise
-        reply = Reply(on_reply)
-        self._queue.append(reply)
-        return reply
+        replies = [Reply(on_reply) for _, on_reply in commands]
+        self._queue.extend(replies)
+        return replies
+
+    def poll(self, reply: Reply) -> bool:
+        """Read the replies up to ``reply`` that have arrived, without blocking on one that
+        has not; True when ``reply`` is in."""
+        conn = self._conn
+        while not reply.done:
+            try:
+                if not conn.can_read(timeout=0):
+                    return False
+            except BaseException:
+                self.reset()
+                raise
+            self._read_one()
+        return True
 
     def wait(self, reply: Reply) -> Any:
         """The reply's value (an error reply is returned, not raised), reading those before it.

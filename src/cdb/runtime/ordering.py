@@ -156,12 +156,22 @@ def record_args(pk: PartitionKeys, consumer: str, rows: Rows) -> list[Any]:
 def record_command(pk: PartitionKeys, consumer: str, rows: Rows) -> tuple[Any, ...]:
     """EVALSHA that records ``rows`` (to send ahead; its reply goes to :func:`parse_read`)."""
     keys = pk.read_keys()
-    return ("EVALSHA", _READ.sha, len(keys), *keys, *record_args(pk, consumer, rows))
+    return ("EVALSHA", _READ.sha, str(len(keys)), *keys, *record_args(pk, consumer, rows))
 
 
 def xread_command(pk: PartitionKeys, consumer: str, count: int) -> tuple[Any, ...]:
     """A plain XREADGROUP of new entries (to send ahead; its reply goes to :func:`rows_of`)."""
-    return ("XREADGROUP", "GROUP", pk.group, consumer, "COUNT", count, "STREAMS", pk.stream, ">")
+    return (
+        "XREADGROUP",
+        "GROUP",
+        pk.group,
+        consumer,
+        "COUNT",
+        str(count),
+        "STREAMS",
+        pk.stream,
+        ">",
+    )
 
 
 def rows_of(reply: Any) -> Rows:
@@ -169,7 +179,18 @@ def rows_of(reply: Any) -> Rows:
     if not reply:
         return []
     entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-    return [(eid, dict(zip(f[::2], f[1::2], strict=True)) if f else {}) for eid, f in entries]
+    # An event's six fields as one dict display: a quarter of what dict(zip(...)) costs.
+    return [
+        (eid, {f[0]: f[1], f[2]: f[3], f[4]: f[5], f[6]: f[7], f[8]: f[9], f[10]: f[11]})
+        if len(f) == 12
+        else (eid, _pairs(f))
+        for eid, f in entries
+    ]
+
+
+def _pairs(flat: Any) -> dict[Any, Any]:
+    it = iter(flat or ())
+    return dict(zip(it, it, strict=True))
 
 
 def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> None:
@@ -190,7 +211,7 @@ def ack_args(pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> list
 
 def ack_command(pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> tuple[Any, ...]:
     """EVALSHA that acks ``done`` (not empty; to send ahead, its reply read later)."""
-    return ("EVALSHA", _ACK.sha, 3, pk.stream, pk.tails, pk.waits, *ack_args(pk, done))
+    return ("EVALSHA", _ACK.sha, "3", pk.stream, pk.tails, pk.waits, *ack_args(pk, done))
 
 
 def waiting_for(client: redis.Redis, pk: PartitionKeys, entry_ids: Sequence[str]) -> list[str]:
