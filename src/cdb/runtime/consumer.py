@@ -410,7 +410,7 @@ class Consumer:
                 self._reack.append((part, done))
                 return
             log.warning(
-                "consumer %s: ack of %d entries on %s failed (%s): they stay pending and run again",
+                "consumer %s: ack of %d entries on %s failed (%s): those still pending run again",
                 self.name,
                 len(done),
                 part.pk.stream,
