@@ -80,7 +80,7 @@ class Link:
         """Read the replies up to ``reply`` that have arrived, without blocking on one that
         has not; True when ``reply`` is in."""
         conn = self._conn
-        while not reply.done:
+        while not reply.done and conn is not None:
             try:
                 if not conn.can_read(timeout=0):
                     return False
@@ -88,7 +88,7 @@ class Link:
                 self.reset()
                 raise
             self._read_one()
-        return True
+        return reply.done
 
     def wait(self, reply: Reply) -> Any:
         """The reply's value (an error reply is returned, not raised), reading those before it.
