@@ -14,13 +14,14 @@ One cycle per partition:
 While entries are flowing, Redis and this process work at the same time instead of taking
 turns (:class:`~cdb.runtime.link.Link`: commands sent ahead on one connection, replies read
 in order). After a full read, the ack of a cycle goes out together with the XREADGROUP of the
-batch after the one in hand, neither waited for. The batch in hand is decoded while Redis
-records it; meanwhile, as soon as that XREADGROUP's reply is in, the record of its rows is
-sent (entries spend little time delivered but unrecorded, which would make another reader
-record them for us, at a cost). So a fresh entry may be recorded behind one of the batch
-being handled: the ids this consumer acked in its last cycle count as finished predecessors.
-Each ack's reply is still checked: an error leaves its entries pending, to be adopted again
-and re-run.
+next batch, neither waited for. While the handlers run, the loop looks for that read's reply
+every 64 entries and sends the record of its rows as soon as it is in, so the next cycle finds
+its batch read and recorded (and entries spend little time delivered but unrecorded, which
+would make another reader record them for us, at a cost). So a fresh entry may be recorded
+behind one of the batch being handled: the ids this consumer acked in its last cycle count as
+finished predecessors. Each ack's reply is still checked: an error leaves its entries pending,
+to be adopted again and re-run. Entries are decoded at their turn, not ahead: a batch of
+decoded events kept alive costs the garbage collector more than the decoding.
 
 An entry is acked only after its outputs are durably appended. A failure leaves it pending and
 schedules a retry after the group's backoff; after ``max_deliveries``, or at once for a contract
@@ -87,17 +88,7 @@ class ConsumerStats:
 class _Entry:
     """One entry in hand; fields as redis-py returned them (bytes, or str)."""
 
-    __slots__ = (
-        "agg",
-        "checked",
-        "delivery_count",
-        "entry_id",
-        "event",
-        "fields",
-        "held",
-        "prev",
-        "waited",
-    )
+    __slots__ = ("agg", "checked", "delivery_count", "entry_id", "fields", "held", "prev", "waited")
 
     def __init__(
         self,
@@ -120,7 +111,6 @@ class _Entry:
         # Redis may record what it waits behind (the ack clears that); False only for a fresh
         # read that came back waiting behind nothing.
         self.waited = waited
-        self.event: EventEnvelope | None = None  # decoded ahead, while Redis recorded the batch
 
 
 @dataclass
@@ -502,8 +492,7 @@ class Consumer:
         return entries
 
     def _record(self, part: _Partition, rows: Rows, pending: Reply | None) -> list[_Entry]:
-        """Record rows read natively (unless ``pending``, their record, was sent already);
-        the batch is decoded while Redis records it."""
+        """Record rows read natively (unless ``pending``, their record, was sent already)."""
         part.top = ""
         part.big = len(rows) >= _SMALL
         if not rows:
@@ -520,8 +509,6 @@ class Consumer:
                 _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
                 for eid, fields in rows
             ]
-        if not self._tracer.on:
-            self._decode(part, entries)
         reply = self._link.wait(pending)
         if isinstance(reply, Exception):
             if not ordering.is_noscript(reply):
@@ -534,20 +521,6 @@ class Consumer:
             entry = entries[i]
             entry.prev, entry.waited = prev, True
         return entries
-
-    def _decode(self, part: _Partition, entries: list[_Entry]) -> None:
-        """Decode the usual entries ahead of their turn (a pure step); take in the reply of a
-        read sent ahead as soon as it is there."""
-        decode, link = decode_fields, self._link
-        for i, entry in enumerate(entries):
-            if i & 63 == 63 and part.next_read is not None and link.poll(part.next_read):
-                self._take_ahead(part)  # its record goes out now, while this batch decodes
-            fields: Any = entry.fields
-            if len(fields) == 6:
-                try:  # noqa: SIM105 - suppress() costs more per entry
-                    entry.event = decode(fields)
-                except ContractError:
-                    pass  # decoded again at its turn, and dead-lettered then
 
     def _read_more(self, part: _Partition) -> None:
         """After a full read, read the next batch while this one is handled."""
@@ -576,9 +549,11 @@ class Consumer:
         the usual entry (six fields, handler answers None) goes through no other call."""
         parked, recent = part.parked, part.recent
         ok, ok_ids = cycle.ok, cycle.ok_ids
-        handler, tracing, decode = self.handler, self._tracer.on, decode_fields
+        handler, tracing, decode, link = self.handler, self._tracer.on, decode_fields, self._link
         topic, partition, group, name = part.pk.topic, part.pk.partition, self.group, self.name
-        for entry in candidates:
+        for i, entry in enumerate(candidates):
+            if i & 63 == 63 and part.next_read is not None and link.poll(part.next_read):
+                self._take_ahead(part)  # its record goes out now, while this batch runs
             prev = entry.prev
             if prev and prev not in ok_ids and prev not in recent:
                 parked[entry.entry_id] = entry
@@ -587,13 +562,11 @@ class Consumer:
             if len(fields) != 6 or tracing:  # requeued (rq, rg), malformed, or traced
                 self._handle(part, entry, cycle)
                 continue
-            event = entry.event
-            if event is None:
-                try:
-                    event = decode(fields)
-                except ContractError as exc:
-                    self._dead_letter(part, entry, deadletter.CONTRACT, exc)
-                    continue
+            try:
+                event = decode(fields)
+            except ContractError as exc:
+                self._dead_letter(part, entry, deadletter.CONTRACT, exc)
+                continue
             delivery = Delivery(
                 topic, partition, group, name, entry.entry_id, entry.delivery_count or 1, fields
             )
