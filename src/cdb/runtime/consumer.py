@@ -322,9 +322,15 @@ class Consumer:
         it again gives it its place (one already recorded only has what it waits behind looked
         up); the next cycle then checks what it waits for."""
         for part in self._parts:
-            if part.next_read is not None:  # delivered here: in hand, not adopted
-                self._take_ahead(part)
             known = set(part.parked) | part.retries.ids()
+            if part.next_read is not None:  # delivered here: in hand, not adopted
+                if part.ahead is None:
+                    self._take_ahead(part)
+                else:  # a batch in hand already: this one stays in flight
+                    reply = self._link.wait(part.next_read)
+                    if isinstance(reply, Exception):
+                        raise reply
+                    known |= {text(eid) for eid, _ in ordering.rows_of(reply)}
             if part.prefetched is not None:
                 known |= {text(eid) for eid, _ in part.prefetched.rows}
             if part.ahead:
@@ -530,8 +536,10 @@ class Consumer:
             part.next_read = self._link.send(command)
 
     def _take_ahead(self, part: _Partition) -> None:
-        """Take in the reply of the XREADGROUP sent ahead and send the record of its rows."""
+        """Take in the reply of the XREADGROUP sent ahead and send the record of its rows
+        (never over a batch in hand: at most one in hand and one in flight)."""
         assert part.next_read is not None
+        assert part.ahead is None
         reply = self._link.wait(part.next_read)
         part.next_read = None
         if isinstance(reply, Exception):
@@ -552,7 +560,12 @@ class Consumer:
         handler, tracing, decode, link = self.handler, self._tracer.on, decode_fields, self._link
         topic, partition, group, name = part.pk.topic, part.pk.partition, self.group, self.name
         for i, entry in enumerate(candidates):
-            if i & 63 == 63 and part.next_read is not None and link.poll(part.next_read):
+            if (
+                i & 63 == 63
+                and part.next_read is not None
+                and part.ahead is None
+                and link.poll(part.next_read)
+            ):
                 self._take_ahead(part)  # its record goes out now, while this batch runs
             prev = entry.prev
             if prev and prev not in ok_ids and prev not in recent:
