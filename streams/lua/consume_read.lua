@@ -69,12 +69,18 @@ if n == 0 then return {top, entries, {}} end
 
 local out = {}
 local mark = redis.call('GET', KEYS[5])
--- Entries an earlier catch-up recorded already: only what they wait behind.
+-- Entries an earlier catch-up recorded already (ids up to the mark; ids come in order, so
+-- a binary search finds where they end): only what they wait behind.
 local k = 1
 local known = {}
-while k <= n and mark and not before(mark, ids[k]) do
-  known[#known + 1] = ids[k]
-  k = k + 1
+if mark and not before(mark, ids[1]) then
+  local lo, hi = 1, n + 1  -- the first id after the mark is in lo..hi (n + 1: none)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if before(mark, ids[mid]) then hi = mid else lo = mid + 1 end
+  end
+  k = lo
+  for i = 1, k - 1 do known[i] = ids[i] end
 end
 if #known > 0 then
   local prevs = sliced('HMGET', KEYS[3], known, {})

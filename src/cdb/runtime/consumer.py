@@ -9,7 +9,19 @@ One cycle per partition:
    when idle, the read waits behind a blocking XREAD in the same round trip;
 4. handle, in entry order, every entry whose aggregate predecessor is finished; park the others;
 5. call ``commit`` if given, append the handlers' outputs (one pipeline), then ack the batch
-   (one round trip).
+   (one command, its reply read later).
+
+While entries are flowing, Redis and this process work at the same time instead of taking
+turns (:class:`~cdb.runtime.link.Link`: commands sent ahead on one connection, replies read
+in order). After a full read, the ack of a cycle goes out together with the XREADGROUP of the
+next batch, neither waited for. While the handlers run, the loop looks for that read's reply
+every 64 entries and sends the record of its rows as soon as it is in, so the next cycle finds
+its batch read and recorded (and entries spend little time delivered but unrecorded, which
+would make another reader record them for us, at a cost). So a fresh entry may be recorded
+behind one of the batch being handled: the ids this consumer acked in its last cycle count as
+finished predecessors. Each ack's reply is still checked: an error leaves its entries pending,
+to be adopted again and re-run. Entries are decoded at their turn, not ahead: a batch of
+decoded events kept alive costs the garbage collector more than the decoding.
 
 An entry is acked only after its outputs are durably appended. A failure leaves it pending and
 schedules a retry after the group's backoff; after ``max_deliveries``, or at once for a contract
@@ -42,7 +54,8 @@ from cdb.runtime import claim, deadletter, ordering, retry
 from cdb.runtime._util import fields_text, id_key, now_ms, text
 from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
 from cdb.runtime.heartbeat import Heartbeat, interval_ms
-from cdb.runtime.ordering import PartitionKeys, Read
+from cdb.runtime.link import Link, Reply
+from cdb.runtime.ordering import PartitionKeys, Read, Rows
 from cdb.runtime.tracing import EntryTracer
 
 log = logging.getLogger(__name__)
@@ -108,6 +121,13 @@ class _Partition:
     top: str = ""  # the stream's newest id after an empty read ('' = unknown: do not block)
     big: bool = False  # the last read filled a small one: read natively
     prefetched: Read | None = None  # read by the last wait, not handled yet
+    next_read: Reply | None = None  # an XREADGROUP sent ahead, reply not read yet
+    ahead: Rows | None = None  # rows of that read, read back, not handled yet
+    ahead_record: Reply | None = None  # the record of those rows, sent (None: not yet)
+    full: bool = False  # the newest read filled what it asked for: more is likely waiting
+    # Entries this consumer acked in its last cycle (that ack may still be on its way): an
+    # entry waiting behind one of them may run, as behind one acked earlier in its own cycle.
+    recent: set[str] = field(default_factory=set)
     next_claim_ms: int = 0
     next_heads_ms: int = 0
 
@@ -163,6 +183,9 @@ class Consumer:
             client, [p.pk for p in self._parts], self.name, interval_ms(self.policy.claim_idle_ms)
         )
         self._tracer = EntryTracer(topic, group, tracer_provider)
+        self._link = Link(client)
+        self._reack: list[tuple[_Partition, list[tuple[str, bytes, bool]]]] = []
+        self._adopt = False  # an ack failed: adopt own pending entries again (resync)
         self._started = False
         self._draining = False  # stopping: handle what the last wait read, read nothing new
 
@@ -180,7 +203,13 @@ class Consumer:
         self._resync()
 
     def close(self) -> None:
-        """Stop heartbeating; entries still pending here are claimed by others later."""
+        """Read outstanding replies, stop heartbeating; entries still pending here are claimed
+        by others later (or adopted again by a consumer of the same name)."""
+        try:
+            self._link.settle()
+        except _TRANSIENT as exc:  # the acks it could not check stay pending here
+            log.warning("consumer %s: outstanding replies lost on close: %s", self.name, exc)
+            self._link.reset()
         if self._started:
             self._heartbeat.stop(forget=True)
             self._started = False
@@ -199,13 +228,17 @@ class Consumer:
         return self.stats
 
     def _drain(self) -> None:
-        """Handle entries a wait read just before the stop, so none stays pending here."""
-        if not any(p.prefetched is not None and p.prefetched.rows for p in self._parts):
+        """Handle entries read just before the stop (by a wait, or a read sent ahead), so none
+        stays pending here."""
+        if not any(self._read_in_hand(p) for p in self._parts):
             return
         self._draining = True
         try:
             for part in self._parts:
-                if part.prefetched is not None:
+                # a read sent ahead may come in while the batch before it is handled
+                for _ in range(3):
+                    if not self._read_in_hand(part):
+                        break
                     self._cycle(part)
         except _TRANSIENT as exc:  # they stay pending; a live consumer claims them
             log.warning("consumer %s could not finish read entries on stop: %s", self.name, exc)
@@ -213,9 +246,15 @@ class Consumer:
             self._draining = False
 
     def has_work(self) -> bool:
-        return any(
-            p.parked or len(p.retries) or (p.prefetched is not None and p.prefetched.rows)
-            for p in self._parts
+        return any(p.parked or len(p.retries) or self._read_in_hand(p) for p in self._parts)
+
+    @staticmethod
+    def _read_in_hand(part: _Partition) -> bool:
+        """A read is in hand or on its way (entries delivered here, not handled yet)."""
+        return (
+            (part.prefetched is not None and bool(part.prefetched.rows))
+            or part.next_read is not None
+            or bool(part.ahead)
         )
 
     # -- one cycle -------------------------------------------------------------------------------
@@ -224,10 +263,13 @@ class Consumer:
         """One cycle over every partition; returns how many entries were finished."""
         if not self._started:
             self.start()
+        if self._reack or self._adopt:
+            self._after_failed_acks()
         finished = 0
         for part in self._parts:
             finished += self._cycle(part)
         if finished == 0:
+            self._link.settle()  # check the last acks, give the connection back while idle
             self._wait()
         return finished
 
@@ -235,8 +277,18 @@ class Consumer:
         try:
             return self.step()
         except _TRANSIENT as exc:
+            self._lose_link()
             self._reconnect(exc, stop)
             return 0
+
+    def _lose_link(self) -> None:
+        """The connection failed: what was sent ahead on it is lost (its reads and acks may or
+        may not have run); the resync after the reconnect adopts what is pending here."""
+        self._link.reset()
+        for part in self._parts:
+            part.next_read = part.ahead_record = None  # rows in hand are recorded again
+            part.full = False
+            part.recent = set()
 
     def _reconnect(self, exc: Exception, stop: threading.Event) -> None:
         started = time.monotonic()
@@ -264,11 +316,25 @@ class Consumer:
         self._resync()
 
     def _resync(self) -> None:
-        """Adopt own pending entries this process does not track (lost replies, restarts)."""
+        """Adopt own pending entries this process does not track (lost replies, restarts).
+
+        An adopted entry may have been delivered by a read whose record never ran: recording
+        it again gives it its place (one already recorded only has what it waits behind looked
+        up); the next cycle then checks what it waits for."""
         for part in self._parts:
             known = set(part.parked) | part.retries.ids()
+            if part.next_read is not None:  # delivered here: in hand, not adopted
+                if part.ahead is None:
+                    self._take_ahead(part)
+                else:  # a batch in hand already: this one stays in flight
+                    reply = self._link.wait(part.next_read)
+                    if isinstance(reply, Exception):
+                        raise reply
+                    known |= {text(eid) for eid, _ in ordering.rows_of(reply)}
             if part.prefetched is not None:
                 known |= {text(eid) for eid, _ in part.prefetched.rows}
+            if part.ahead:
+                known |= {text(eid) for eid, _ in part.ahead}
             rows = self.client.xpending_range(
                 part.pk.stream,
                 part.pk.group,
@@ -284,14 +350,71 @@ class Consumer:
             for eid in missing:
                 pipe.xrange(part.pk.stream, eid, eid)
             gone: list[tuple[str, bytes, bool]] = []
+            adopted: Rows = []
             for eid, found in zip(missing, pipe.execute(), strict=True):
                 if found:
+                    adopted.append(found[0])
                     fields = fields_text(found[0][1])
                     agg = ordering.aggregate_of(fields)
                     part.parked[eid] = _Entry(eid, fields, agg, checked=False)
                 else:
                     gone.append((eid, b"", True))
+            ordering.record(self.client, part.pk, self.name, adopted)
             ordering.ack(self.client, part.pk, gone)
+
+    def _after_failed_acks(self) -> None:
+        """Acks sent ahead that came back with an error: again (the scripts were flushed), or
+        their entries stay pending and are adopted again, to run again."""
+        reack, self._reack = self._reack, []
+        ordering.load_scripts(self.client)
+        for part, done in reack:
+            ordering.ack(self.client, part.pk, done)
+        if self._adopt:
+            self._adopt = False
+            self._resync()
+
+    def _send_ack(self, part: _Partition, cycle: _Cycle) -> None:
+        """Ack what the cycle finished (its outputs are appended) and, after a full read,
+        read the batch after the one in hand: one write, no wait."""
+        ok = cycle.ok
+        # _unwind may have taken entries out of ok (not out of ok_ids)
+        part.recent = cycle.ok_ids if len(cycle.ok_ids) == len(ok) else {e.entry_id for e in ok}
+        commands: list[tuple[tuple[Any, ...], Any]] = []
+        read_ahead = part.full and part.next_read is None and not self._draining
+        if read_ahead:
+            part.full = False
+            commands.append(
+                (ordering.xread_command(part.pk, self.name, self.policy.batch_size), None)
+            )
+        if ok:
+            done = [(e.entry_id, e.agg, e.waited) for e in ok]
+            commands.append((ordering.ack_command(part.pk, done), self._ack_check(part, done)))
+        if commands:
+            replies = self._link.send_all(commands)
+            if read_ahead:
+                part.next_read = replies[0]
+
+    def _ack_check(
+        self, part: _Partition, done: list[tuple[str, bytes, bool]]
+    ) -> Callable[[Any], None]:
+
+        def checked(value: Any) -> None:
+            if not isinstance(value, Exception):
+                return
+            part.recent = set()
+            if ordering.is_noscript(value):
+                self._reack.append((part, done))
+                return
+            log.warning(
+                "consumer %s: ack of %d entries on %s failed (%s): those still pending run again",
+                self.name,
+                len(done),
+                part.pk.stream,
+                value,
+            )
+            self._adopt = True
+
+        return checked
 
     def _cycle(self, part: _Partition) -> int:
         now = now_ms()
@@ -321,7 +444,7 @@ class Consumer:
         self._run(part, candidates, cycle)
         self._commit(part, cycle)
         self._append_outputs(part, cycle)
-        ordering.ack(self.client, part.pk, [(e.entry_id, e.agg, e.waited) for e in cycle.ok])
+        self._send_ack(part, cycle)
         for entry, reason in cycle.failed:
             self._failed(part, entry, reason)
         self.stats.handled += len(cycle.ok)
@@ -333,11 +456,25 @@ class Consumer:
         read = part.prefetched
         if read is not None:
             part.prefetched = None
+        elif part.next_read is not None or part.ahead is not None:
+            if part.ahead is None:  # not in yet: wait, and read the next batch meanwhile
+                self._take_ahead(part)
+                self._read_more(part)
+            rows, pending = part.ahead or [], part.ahead_record
+            part.ahead = part.ahead_record = None
+            return self._record(part, rows, pending)
         elif self._draining:
             return []
         elif part.big:
-            read = ordering.read_big(self.client, part.pk, self.name, room)
+            rows = ordering.rows_of(
+                self._link.call(ordering.xread_command(part.pk, self.name, room))
+            )
+            part.full = len(rows) >= room and not self._draining
+            self._read_more(part)
+            return self._record(part, rows, None)
         else:
+            # The script reads on another connection: acks sent ahead go first.
+            self._link.settle()
             read = ordering.read_small(self.client, part.pk, self.name, min(room, _SMALL))
         rows = read.rows
         part.top = read.top
@@ -360,17 +497,78 @@ class Consumer:
             entry.prev, entry.waited = prev, True
         return entries
 
+    def _record(self, part: _Partition, rows: Rows, pending: Reply | None) -> list[_Entry]:
+        """Record rows read natively (unless ``pending``, their record, was sent already)."""
+        part.top = ""
+        part.big = len(rows) >= _SMALL
+        if not rows:
+            return []
+        if pending is None:
+            pending = self._link.send(ordering.record_command(part.pk, self.name, rows))
+        if isinstance(rows[0][0], bytes):
+            entries = [
+                _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
+                for eid, fields in rows
+            ]
+        else:
+            entries = [
+                _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
+                for eid, fields in rows
+            ]
+        reply = self._link.wait(pending)
+        if isinstance(reply, Exception):
+            if not ordering.is_noscript(reply):
+                raise reply
+            ordering.load_scripts(self.client)
+            waits = ordering.record(self.client, part.pk, self.name, rows)
+        else:
+            waits = ordering.parse_read(reply).waits
+        for i, prev in waits.items():
+            entry = entries[i]
+            entry.prev, entry.waited = prev, True
+        return entries
+
+    def _read_more(self, part: _Partition) -> None:
+        """After a full read, read the next batch while this one is handled."""
+        if part.full and part.next_read is None and not self._draining:
+            part.full = False
+            command = ordering.xread_command(part.pk, self.name, self.policy.batch_size)
+            part.next_read = self._link.send(command)
+
+    def _take_ahead(self, part: _Partition) -> None:
+        """Take in the reply of the XREADGROUP sent ahead and send the record of its rows
+        (never over a batch in hand: at most one in hand and one in flight)."""
+        assert part.next_read is not None
+        assert part.ahead is None
+        reply = self._link.wait(part.next_read)
+        part.next_read = None
+        if isinstance(reply, Exception):
+            raise reply
+        rows = ordering.rows_of(reply)
+        part.ahead = rows
+        part.full = len(rows) >= self.policy.batch_size and not self._draining
+        if rows:
+            part.ahead_record = self._link.send(ordering.record_command(part.pk, self.name, rows))
+
     def _run(self, part: _Partition, candidates: list[_Entry], cycle: _Cycle) -> None:
         """Handle, in order, every entry whose predecessor is finished; park the others.
 
         The per-entry path of the runtime: what every entry needs is bound once per batch, and
         the usual entry (six fields, handler answers None) goes through no other call."""
-        parked = part.parked
+        parked, recent = part.parked, part.recent
         ok, ok_ids = cycle.ok, cycle.ok_ids
-        handler, tracing, decode = self.handler, self._tracer.on, decode_fields
+        handler, tracing, decode, link = self.handler, self._tracer.on, decode_fields, self._link
         topic, partition, group, name = part.pk.topic, part.pk.partition, self.group, self.name
-        for entry in candidates:
-            if entry.prev and entry.prev not in ok_ids:
+        for i, entry in enumerate(candidates):
+            if (
+                i & 63 == 63
+                and part.next_read is not None
+                and part.ahead is None
+                and link.poll(part.next_read)
+            ):
+                self._take_ahead(part)  # its record goes out now, while this batch runs
+            prev = entry.prev
+            if prev and prev not in ok_ids and prev not in recent:
                 parked[entry.entry_id] = entry
                 continue
             fields: Any = entry.fields
@@ -635,9 +833,7 @@ class Consumer:
             if part.parked:
                 timeout = min(timeout, max(0, part.next_heads_ms - now))
             timeout = min(timeout, max(0, part.next_claim_ms - now))
-        if timeout <= 0 or any(
-            (p.prefetched is not None and p.prefetched.rows) or not p.top for p in self._parts
-        ):
+        if timeout <= 0 or any(self._read_in_hand(p) or not p.top for p in self._parts):
             # Something is due, a read is in hand, or a read did not say where its stream
             # ends: read (or handle) first.
             return

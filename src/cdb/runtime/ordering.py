@@ -133,6 +133,11 @@ def record(client: redis.Redis, pk: PartitionKeys, consumer: str, rows: Rows) ->
     """Record rows this consumer read natively; returns 0-based index -> id it waits behind."""
     if not rows:
         return {}
+    return parse_read(_READ.call(client, pk.read_keys(), record_args(pk, consumer, rows))).waits
+
+
+def record_args(pk: PartitionKeys, consumer: str, rows: Rows) -> list[Any]:
+    """The script arguments (after the keys) that record ``rows`` (not empty)."""
     if isinstance(rows[0][0], bytes):
         ids = b",".join([eid for eid, _ in rows])
         aggregates = [fields.get(b"s", b"") for _, fields in rows]
@@ -145,21 +150,68 @@ def record(client: redis.Redis, pk: PartitionKeys, consumer: str, rows: Rows) ->
             rg = fields.get(b"rg") or fields.get("rg")
             if rg is not None:
                 requeued += (str(i + 1), text(rg))
-    args = [pk.group, consumer, "0", ids, str(len(requeued) // 2), *requeued, *aggregates]
-    return parse_read(_READ.call(client, pk.read_keys(), args)).waits
+    return [pk.group, consumer, "0", ids, str(len(requeued) // 2), *requeued, *aggregates]
+
+
+def record_command(pk: PartitionKeys, consumer: str, rows: Rows) -> tuple[Any, ...]:
+    """EVALSHA that records ``rows`` (to send ahead; its reply goes to :func:`parse_read`)."""
+    keys = pk.read_keys()
+    return ("EVALSHA", _READ.sha, str(len(keys)), *keys, *record_args(pk, consumer, rows))
+
+
+def xread_command(pk: PartitionKeys, consumer: str, count: int) -> tuple[Any, ...]:
+    """A plain XREADGROUP of new entries (to send ahead; its reply goes to :func:`rows_of`)."""
+    return (
+        "XREADGROUP",
+        "GROUP",
+        pk.group,
+        consumer,
+        "COUNT",
+        str(count),
+        "STREAMS",
+        pk.stream,
+        ">",
+    )
+
+
+def rows_of(reply: Any) -> Rows:
+    """(id, fields dict) pairs from an unparsed XREADGROUP reply of one stream (RESP2 or 3)."""
+    if not reply:
+        return []
+    entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    # An event's six fields as one dict display: a quarter of what dict(zip(...)) costs.
+    return [
+        (eid, {f[0]: f[1], f[2]: f[3], f[4]: f[5], f[6]: f[7], f[8]: f[9], f[10]: f[11]})
+        if len(f) == 12
+        else (eid, _pairs(f))
+        for eid, f in entries
+    ]
+
+
+def _pairs(flat: Any) -> dict[Any, Any]:
+    it = iter(flat or ())
+    return dict(zip(it, it, strict=True))
 
 
 def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> None:
     """Ack ``(entry id, aggregate, waited)`` triples in one step, releasing their place."""
     if not done:
         return
-    args: list[str | bytes] = [
+    _ACK.call(client, [pk.stream, pk.tails, pk.waits], ack_args(pk, done))
+
+
+def ack_args(pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> list[str | bytes]:
+    return [
         pk.group,
         ",".join([entry_id for entry_id, _, _ in done]),
         ",".join([entry_id for entry_id, _, waited in done if waited]),
         *[aggregate for _, aggregate, _ in done],
     ]
-    _ACK.call(client, [pk.stream, pk.tails, pk.waits], args)
+
+
+def ack_command(pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> tuple[Any, ...]:
+    """EVALSHA that acks ``done`` (not empty; to send ahead, its reply read later)."""
+    return ("EVALSHA", _ACK.sha, "3", pk.stream, pk.tails, pk.waits, *ack_args(pk, done))
 
 
 def waiting_for(client: redis.Redis, pk: PartitionKeys, entry_ids: Sequence[str]) -> list[str]:
@@ -171,8 +223,9 @@ def waiting_for(client: redis.Redis, pk: PartitionKeys, entry_ids: Sequence[str]
 
 
 def load_scripts(client: redis.Redis) -> None:
-    """Send the read script ahead: a pipelined wait calls it by SHA1 without a NOSCRIPT retry."""
+    """Send the scripts called ahead (by SHA1, without a NOSCRIPT retry) to the server."""
     _READ.load(client)
+    _ACK.load(client)
 
 
 def is_noscript(value: object) -> bool:
