@@ -34,8 +34,8 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
-from cdb.projections.heap import frozen_heap
 from cdb.projections.source import head, read_ranges, stream_positions
+from cdb.runtime.heap import frozen_heap
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
 BUILD_BATCH = 5000

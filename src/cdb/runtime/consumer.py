@@ -53,6 +53,7 @@ from cdb.eventstore.topology import GroupPolicy, Topic, Topology
 from cdb.runtime import claim, deadletter, ordering, retry
 from cdb.runtime._util import fields_text, id_key, now_ms, text
 from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
+from cdb.runtime.heap import frozen_heap
 from cdb.runtime.heartbeat import Heartbeat, interval_ms
 from cdb.runtime.link import Link, Reply
 from cdb.runtime.ordering import PartitionKeys, Read, Rows
@@ -217,14 +218,17 @@ class Consumer:
     def run(self, stop: threading.Event, *, idle_exit: bool = False) -> ConsumerStats:
         """Cycle until ``stop`` is set (or, with ``idle_exit``, until nothing is left to do)."""
         self.start()
-        try:
-            while not stop.is_set():
-                busy = self._step_reconnecting(stop)
-                if idle_exit and not busy and not self.has_work():
-                    break
-            self._drain()
-        finally:
-            self.close()
+        # The heap the process built before (libraries, service state) is left out of the
+        # garbage collector's walks while entries flow: see cdb.runtime.heap.
+        with frozen_heap():
+            try:
+                while not stop.is_set():
+                    busy = self._step_reconnecting(stop)
+                    if idle_exit and not busy and not self.has_work():
+                        break
+                self._drain()
+            finally:
+                self.close()
         return self.stats
 
     def _drain(self) -> None:
