@@ -20,7 +20,7 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.deadletters import DeadLetter, record
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
-from cdb.projections.fold import fold_new_keys, row_values
+from cdb.projections.fold import FEW_ROWS, fold_new_keys, row_values
 from cdb.projections.mapping import (
     EventEnvelope,
     OrderFill,
@@ -28,9 +28,6 @@ from cdb.projections.mapping import (
     orders_placed,
     orders_reported,
 )
-
-# Up to this many rows of one op go to its statement as a VALUES list, more through COPY.
-FEW_ROWS = 100
 
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
 # the server: the event is dead-lettered and the batch goes on without it.

@@ -92,6 +92,7 @@ class Projector:
         self._conn: psycopg.Connection | None = None
         self._on_batch = on_batch
         self._groups_ready = False
+        self._state_conn: psycopg.Connection | None = None  # has seen its state row committed
         self.failures = 0
 
     def close(self) -> None:
@@ -184,7 +185,17 @@ class Projector:
 
         def batch(isolate: bool) -> BatchOutcome:
             checkpoints.lock(conn, self.definition.name)
-            state = checkpoints.ensure_state(conn, self.definition.name, self.definition.version)
+            # The row exists after this connection's first batch: reading it alone is one round
+            # trip less per batch than inserting it again (which stays the fallback).
+            state = (
+                checkpoints.read_state(conn, self.definition.name)
+                if self._state_conn is conn
+                else None
+            )
+            if state is None:
+                state = checkpoints.ensure_state(
+                    conn, self.definition.name, self.definition.version
+                )
             outcome = apply_entries(
                 conn,
                 self.definition,
@@ -205,7 +216,9 @@ class Projector:
             return outcome
 
         try:
-            return optimistic(conn, batch)
+            outcome = optimistic(conn, batch)
+            self._state_conn = conn
+            return outcome
         except BaseException:
             # Whatever happened, the entries stay pending and are read again first.
             self._source.recover()

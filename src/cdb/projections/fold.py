@@ -24,6 +24,9 @@ import psycopg
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.mapping import Row
 
+FEW_ROWS = 100
+"""Up to this many rows go to their statement as a VALUES list, more through COPY."""
+
 # Rows of one key per op -> the row the op statements would leave (None: cannot tell, use the
 # statements). Only called for keys the table does not hold.
 Combine = Callable[[Mapping[str, Row]], Row | None]
@@ -189,9 +192,20 @@ def _copy_folded(
             done.add(key)
     for columns, group in folded.items():
         names = ", ".join(quote_ident(c) for c in columns)
+        values = row_values(columns)
+        if len(group) <= FEW_ROWS:
+            # A live batch folds a handful of rows: one INSERT is one round trip where a COPY
+            # takes two, and a small batch's time is mostly round trips. No casts: parameters
+            # take the target columns' types (a JSON text into jsonb too).
+            one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            conn.execute(
+                f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
+                f"{', '.join([one_row] * len(group))}",
+                [value for row in group for value in values(row)],
+            )
+            continue
         with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             copy.set_types([types[c] for c in columns])
-            values = row_values(columns)
             for row in group:
                 copy.write_row(values(row))
     return done

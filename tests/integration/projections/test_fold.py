@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cdb.eventstore.keys import Keys
+from cdb.projections import apply as apply_module
+from cdb.projections import fold as fold_module
 from cdb.projections import shadow
 from cdb.projections.apply import Entry, apply_entries, apply_events, decode_for, optimistic
 from cdb.projections.definitions import Definition
@@ -61,8 +63,14 @@ def _rounds(by_pos: dict[tuple[str, int], list[Entry]], size: int) -> list[list[
     ]
 
 
+@pytest.mark.parametrize("few_rows", [100, 0], ids=["values-lists", "copy"])
 @pytest.mark.parametrize("name", ["trading", "positions", "portfolio_snapshots", "alerts"])
-def test_folded_batches_give_the_same_rows_as_the_upserts(env: Env, name: str) -> None:
+def test_folded_batches_give_the_same_rows_as_the_upserts(
+    env: Env, name: str, few_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small groups of rows go as VALUES lists, larger ones through COPY: both paths, each way.
+    monkeypatch.setattr(fold_module, "FEW_ROWS", few_rows)
+    monkeypatch.setattr(apply_module, "FEW_ROWS", few_rows)
     definition = env.definitions[name]
     append_cycles(env.store, 90)
     by_pos = _all_entries(env, definition)
