@@ -249,7 +249,7 @@ class EventStore:
         checked before anything is sent. A failure part-way leaves a prefix published.
         """
         spec = self._topology.topic(topic)
-        commands: list[tuple[str | bytes, ...]] = []
+        keys: list[str] = []
         for stream_id, event in items:
             _check_stream_id_length(stream_id)
             route = self._routes[event.event_type]
@@ -265,12 +265,16 @@ class EventStore:
                     f"publish to '{topic}'",
                     [("event_type", route.type_name, "has an aggregate stream: use append()")],
                 )
-            key = self._keys.topic(spec.name, spec.partition_of(stream_id))
-            fields = encode_fields(event, stream_id, 0)
-            commands.append(("XADD", key, "*", *(x for kv in fields.items() for x in kv)))
-        if not commands:
+            keys.append(self._keys.topic(spec.name, spec.partition_of(stream_id)))
+        if not items:
             return []
-        replies = self._retrying(lambda: self._send_commands(commands))
+
+        def xadd(i: int) -> tuple[str | bytes, ...]:
+            stream_id, event = items[i]
+            fields = encode_fields(event, stream_id, 0)
+            return ("XADD", keys[i], "*", *(x for kv in fields.items() for x in kv))
+
+        replies = self._retrying(lambda: self._send_commands(len(items), xadd))
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
             raise StoreError(f"publish to '{topic}' failed on the server: {errors[0]}")
@@ -444,15 +448,16 @@ class EventStore:
     def _send_and_read(self, prepared: list[_Prepared]) -> list[Any]:
         """One pipeline of EVALSHA calls, sent in chunks; replies in request order."""
         sha = self._script.sha
-        return self._send_commands([p.command(sha) for p in prepared])
+        return self._send_commands(len(prepared), lambda i: prepared[i].command(sha))
 
-    def _send_commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """One pipeline of ``commands``, sent in chunks; replies in request order.
+    def _send_commands(self, count: int, command: Callable[[int], tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of ``command(0) .. command(count - 1)``, sent in chunks; replies in
+        request order.
 
         A plain redis-py pipeline builds everything, then sends, then reads, so this process
-        and Redis take turns. Here each chunk is sent as soon as it is packed, and the replies
-        of the chunks before it are read while Redis runs it: packing, running and reading
-        overlap. An error reply is kept as that command's answer.
+        and Redis take turns. Here each chunk is built (encoded) and packed right before it is
+        sent, and the replies of the chunks before it are read while Redis runs it: building,
+        running and reading overlap. An error reply is kept as that command's answer.
         """
         pool = self._client.connection_pool
         conn: Any  # redis-py's Connection methods are untyped
@@ -470,14 +475,14 @@ class EventStore:
                     replies.append(exc)
 
         try:
-            for start in range(0, len(commands), _SEND_CHUNK):
-                chunk = commands[start : start + _SEND_CHUNK]
+            for start in range(0, count, _SEND_CHUNK):
+                chunk = [command(i) for i in range(start, min(start + _SEND_CHUNK, count))]
                 if _pack_command is not None:
                     conn.send_packed_command([b"".join(map(_pack_command, chunk))])
                 else:
                     conn.send_packed_command(conn.pack_commands(chunk))
                 read_until(start)
-            read_until(len(commands))
+            read_until(count)
         except BaseException:
             # A half-read pipeline leaves the connection out of step: never reuse it.
             conn.disconnect()
