@@ -486,16 +486,7 @@ class Consumer:
         if not rows:
             return []
         waits = read.waits
-        if isinstance(rows[0][0], bytes):  # the usual client: ids and fields as bytes
-            entries = [
-                _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
-                for eid, fields in rows
-            ]
-        else:
-            entries = [
-                _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
-                for eid, fields in rows
-            ]
+        entries = _entries(rows)
         for i, prev in waits.items():
             entry = entries[i]
             entry.prev, entry.waited = prev, True
@@ -509,16 +500,7 @@ class Consumer:
             return []
         if pending is None:
             pending = self._link.send(ordering.record_command(part.pk, self.name, rows))
-        if isinstance(rows[0][0], bytes):
-            entries = [
-                _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
-                for eid, fields in rows
-            ]
-        else:
-            entries = [
-                _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
-                for eid, fields in rows
-            ]
+        entries = _entries(rows)
         reply = self._link.wait(pending)
         if isinstance(reply, Exception):
             if not ordering.is_noscript(reply):
@@ -863,6 +845,19 @@ class Consumer:
             failure = results[0]
         if failure is not None:
             raise failure
+
+
+def _entries(rows: Rows) -> list[_Entry]:
+    """Freshly read rows as entries (delivered once, waiting for nothing until told)."""
+    if isinstance(rows[0][0], bytes):  # the usual client: ids and fields as bytes
+        return [
+            _Entry(eid.decode(), fields, fields.get(b"s", b""), "", 1, waited=False)
+            for eid, fields in rows
+        ]
+    return [
+        _Entry(text(eid), fields, ordering.aggregate_of(fields), "", 1, waited=False)
+        for eid, fields in rows
+    ]
 
 
 def ensure_group(client: redis.Redis, pk: PartitionKeys) -> None:
