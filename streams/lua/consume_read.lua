@@ -13,7 +13,8 @@
 -- carrying one, then each entry's aggregate ('' = none; one per argument, as an aggregate may
 -- hold any byte).
 -- Returns {top, entries, waits}: the entries read here ({id, fields} each); top = the stream's
--- newest id when the script read nothing (what a blocking wait waits past), else ''; waits =
+-- newest id when the script read nothing, the last id read when it read fewer entries than it
+-- asked for (either way: what a blocking wait waits past), else ''; waits =
 -- pairs (1-based index, id it waits behind) for the entries not free to run.
 local group = ARGV[1]
 local function before(a, b)
@@ -52,6 +53,8 @@ if count > 0 then
   if #entries == 0 then
     local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
     top = (#last == 1 and last[1][1]) or '0-0'
+  elseif #entries < count then
+    top = entries[#entries][1]  -- a short read: the stream held nothing more
   end
 else
   local pairs_end = 5 + 2 * tonumber(ARGV[5])

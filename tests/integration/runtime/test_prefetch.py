@@ -239,3 +239,48 @@ def test_the_link_reads_replies_in_order_and_never_pools_a_connection_with_one_u
     assert link.outstanding == 0
     assert link.call(("GET", key)) == b"1"
     link.settle()
+
+
+def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
+    redis_client: redis.Redis,
+    namespace: str,
+    store: EventStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Entries arriving one at a time (a tick a millisecond, say): after a short read the
+    # consumer goes straight to its blocking wait, which reads right behind it, instead of
+    # first making a read that finds nothing. No entry may wait for the wait's timeout.
+    from cdb.runtime import ordering
+
+    reads = 0
+    real_read_small = ordering.read_small
+
+    def counting_read_small(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real_read_small(*args, **kwargs)
+
+    monkeypatch.setattr(ordering, "read_small", counting_read_small)
+    seen = Seen()
+    consumer = Consumer(
+        redis_client,
+        topology(batch_size=BATCH, claim_idle_ms=60_000),
+        namespace,
+        topic=TOPIC,
+        group=GROUP,
+        handler=seen,
+        block_ms=1_500,  # a missed entry would sit out this timeout and fail the deadline
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,))
+    worker.start()
+    try:
+        aggregate = new_aggregate()
+        for n in range(1, 31):
+            store.append(aggregate, [alert(aggregate, n)], n - 1)
+            wait_for(lambda n=n: len(seen.order) >= n, f"entry {n}", timeout_s=1.0)  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert [n for _, n in seen.order] == list(range(1, 31))
+    assert reads <= 2  # the first read; every later one rode behind a wait
