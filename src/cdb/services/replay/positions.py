@@ -139,10 +139,11 @@ def _index_of_entry(
     return low
 
 
-def resolve_start(
-    bound: Bound, positions: Sequence[Position], *, option: str, value: str, name: str
-) -> int:
-    """Index of the first entry of the range: a TIME picks the first event at or after it."""
+def _fixed_index(
+    bound: Bound, positions: Sequence[Position], option: str, value: str, name: str
+) -> int | datetime:
+    """The index an edge or an entry id names (the same for both ends of a range), or the TIME
+    itself, which each end resolves its own way."""
     if not positions:
         raise _refuse(option, value, f"{name} is empty: nothing to replay")
     if bound is Edge.FIRST:
@@ -151,8 +152,18 @@ def resolve_start(
         return len(positions) - 1
     if isinstance(bound, EntryId):
         return _index_of_entry(bound, positions, option, value, name)
+    return bound
+
+
+def resolve_start(
+    bound: Bound, positions: Sequence[Position], *, option: str, value: str, name: str
+) -> int:
+    """Index of the first entry of the range: a TIME picks the first event at or after it."""
+    at = _fixed_index(bound, positions, option, value, name)
+    if isinstance(at, int):
+        return at
     for i, p in enumerate(positions):
-        if p.timestamp >= bound:
+        if p.timestamp >= at:
             return i
     raise _refuse(option, value, f"is after the last event: {valid_range(name, positions)}")
 
@@ -161,15 +172,10 @@ def resolve_end(
     bound: Bound, positions: Sequence[Position], *, option: str, value: str, name: str
 ) -> int:
     """Index of the last entry of the range: a TIME picks the last event at or before it."""
-    if not positions:
-        raise _refuse(option, value, f"{name} is empty: nothing to replay")
-    if bound is Edge.FIRST:
-        return 0
-    if bound is Edge.HEAD:
-        return len(positions) - 1
-    if isinstance(bound, EntryId):
-        return _index_of_entry(bound, positions, option, value, name)
-    found = [i for i, p in enumerate(positions) if p.timestamp <= bound]
+    at = _fixed_index(bound, positions, option, value, name)
+    if isinstance(at, int):
+        return at
+    found = [i for i, p in enumerate(positions) if p.timestamp <= at]
     if not found:
         raise _refuse(option, value, f"is before the first event: {valid_range(name, positions)}")
     return found[-1]
