@@ -2,14 +2,14 @@
 
 One function per benchmark, attached to ``bench_app``; with ``--json`` every benchmark prints
 exactly one JSON object whose ``ratio`` field is its headline figure. Add a benchmark by
-writing its function here and one ``_command("name", function)`` line in :func:`register`.
+writing its function here and one line in :func:`register`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,18 +31,32 @@ bench_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this family's commands to the root app (safe to call more than once)."""
-    _command("append", append)
-    _command("consume", consume)
-    _command("project", project)
-    _command("pipeline", pipeline)
-    if not any(group.typer_instance is bench_app for group in app.registered_groups):
-        app.add_typer(bench_app, name="bench")
-
-
-def _command(name: str, function: Callable[..., None]) -> None:
-    if not any(info.name == name for info in bench_app.registered_commands):
+    """Attach this family's commands to the root app."""
+    for name, function in (
+        ("append", append),
+        ("consume", consume),
+        ("project", project),
+        ("pipeline", pipeline),
+    ):
         bench_app.command(name)(function)
+    app.add_typer(bench_app, name="bench")
+
+
+R = TypeVar("R", bound="_Result")
+
+
+class _Result(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def _measure(json_output: bool, status: str, measure: Callable[[], R]) -> R | None:
+    """Run a benchmark: with ``--json`` print its one JSON object and return None (the caller
+    is done), otherwise run it under a spinner saying ``status`` and return the result."""
+    if json_output:
+        print(json.dumps(measure().as_dict()))
+        return None
+    with Console().status(status):
+        return measure()
 
 
 def append(
@@ -61,19 +75,18 @@ def append(
     settings = context.load_settings()
     client = context.redis_client(settings)
     try:
-        if json_output:
-            result = run_append_bench(
+        result = _measure(
+            json_output,
+            f"appending {events:,} events twice (store, raw XADD) ...",
+            lambda: run_append_bench(
                 client, load_topology(), events=events, aggregates=aggregates, batch=batch
-            )
-            print(json.dumps(result.as_dict()))
-            return
-        console = Console()
-        with console.status(f"appending {events:,} events twice (store, raw XADD) ..."):
-            result = run_append_bench(
-                client, load_topology(), events=events, aggregates=aggregates, batch=batch
-            )
+            ),
+        )
     finally:
         client.close()
+    if result is None:
+        return
+    console = Console()
     table = Table(title=f"append: {events:,} ORDER_PLACED events, ~{result.entry_bytes:.0f} bytes")
     table.add_column("path")
     table.add_column("events/s", justify="right")
@@ -111,14 +124,16 @@ def consume(
     client = context.redis_client(settings)
     url = context.redis_url(settings)
     try:
-        if json_output:
-            print(json.dumps(run_consume_bench(client, url, entries, repeat).as_dict()))
-            return
-        console = Console()
-        with console.status(f"consuming {entries:,} entries along 5 paths, {repeat}x ..."):
-            result = run_consume_bench(client, url, entries, repeat)
+        result = _measure(
+            json_output,
+            f"consuming {entries:,} entries along 5 paths, {repeat}x ...",
+            lambda: run_consume_bench(client, url, entries, repeat),
+        )
     finally:
         client.close()
+    if result is None:
+        return
+    console = Console()
     doc = result.as_dict()
     table = Table(title=f"consume: {entries:,} ALERT_RAISED entries, batches of 1000")
     table.add_column("path")
@@ -153,21 +168,18 @@ def project(
     redis_url = context.redis_url(settings)
     database_url = context.database_url(settings)
     try:
-        if json_output:
-            result = run_project_bench(
+        result = _measure(
+            json_output,
+            f"projecting {events:,} events, raw COPY, rebuilding {rebuild_events:,} events ...",
+            lambda: run_project_bench(
                 client, redis_url, database_url, events=events, rebuild_events=rebuild_events
-            )
-            print(json.dumps(result.as_dict()))
-            return
-        console = Console()
-        with console.status(
-            f"projecting {events:,} events, raw COPY, rebuilding {rebuild_events:,} events ..."
-        ):
-            result = run_project_bench(
-                client, redis_url, database_url, events=events, rebuild_events=rebuild_events
-            )
+            ),
+        )
     finally:
         client.close()
+    if result is None:
+        return
+    console = Console()
     table = Table(title=f"project: {result.events:,} events -> {result.rows:,} rows")
     table.add_column("path")
     table.add_column("rows/s", justify="right")
@@ -220,13 +232,14 @@ def pipeline(
     settings = context.load_settings()
     redis_url = context.redis_url(settings)
     database_url = context.database_url(settings)
-    if json_output:
-        result = run_pipeline_bench(redis_url, database_url, ticks=ticks, rate=rate)
-        print(json.dumps(result.as_dict()))
+    result = _measure(
+        json_output,
+        f"pipeline: {ticks:,} ticks flat out, then the recording at {rate:,.0f}/s",
+        lambda: run_pipeline_bench(redis_url, database_url, ticks=ticks, rate=rate),
+    )
+    if result is None:
         return
     console = Console()
-    with console.status(f"pipeline: {ticks:,} ticks flat out, then the recording at {rate:,.0f}/s"):
-        result = run_pipeline_bench(redis_url, database_url, ticks=ticks, rate=rate)
     table = Table(title="pipeline: signal, risk, execution, portfolio, projector (processes)")
     table.add_column("figure")
     table.add_column("value", justify="right")
