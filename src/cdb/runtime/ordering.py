@@ -138,11 +138,10 @@ def record(client: redis.Redis, pk: PartitionKeys, consumer: str, rows: Rows) ->
 
 def record_args(pk: PartitionKeys, consumer: str, rows: Rows) -> list[Any]:
     """The script arguments (after the keys) that record ``rows`` (not empty)."""
+    ids = [eid for eid, _ in rows]
     if isinstance(rows[0][0], bytes):
-        ids = b",".join([eid for eid, _ in rows])
         aggregates = [fields.get(b"s", b"") for _, fields in rows]
     else:
-        ids = ",".join([eid for eid, _ in rows]).encode()
         aggregates = [aggregate_of(fields) for _, fields in rows]
     requeued: list[str] = []
     for i, (_, fields) in enumerate(rows):
@@ -150,7 +149,16 @@ def record_args(pk: PartitionKeys, consumer: str, rows: Rows) -> list[Any]:
             rg = fields.get(b"rg") or fields.get("rg")
             if rg is not None:
                 requeued += (str(i + 1), text(rg))
-    return [pk.group, consumer, "0", ids, str(len(requeued) // 2), *requeued, *aggregates]
+    return [
+        pk.group,
+        consumer,
+        "0",
+        str(len(rows)),
+        str(len(requeued) // 2),
+        *requeued,
+        *ids,
+        *aggregates,
+    ]
 
 
 def record_command(pk: PartitionKeys, consumer: str, rows: Rows) -> tuple[Any, ...]:
@@ -201,11 +209,14 @@ def ack(client: redis.Redis, pk: PartitionKeys, done: Sequence[tuple[str, bytes,
 
 
 def ack_args(pk: PartitionKeys, done: Sequence[tuple[str, bytes, bool]]) -> list[str | bytes]:
+    waited = [entry_id for entry_id, _, waited in done if waited]
     return [
         pk.group,
-        ",".join([entry_id for entry_id, _, _ in done]),
-        ",".join([entry_id for entry_id, _, waited in done if waited]),
+        str(len(done)),
+        str(len(waited)),
+        *[entry_id for entry_id, _, _ in done],
         *[aggregate for _, aggregate, _ in done],
+        *waited,
     ]
 
 
