@@ -11,6 +11,13 @@ from typing import Any
 from cdb.domain.event_types import AGGREGATE_OF, AggregateType, EventType
 from cdb.errors import TopologyError
 
+# A linger longer than this would look like a stall to an operator, not like batching.
+LINGER_MAX_MS = 1000
+# Only a cycle that handled fewer entries than this is followed by the linger: a consumer
+# behind a queue reads big batches anyway, and lingering there only adds delay (measured at
+# 1,000 ticks/s on 2 cores: p50 +40 ms with a linger after every cycle).
+LINGER_BELOW = 4
+
 _POLICY_KEYS = (
     "max_deliveries",
     "backoff_base_ms",
@@ -28,6 +35,10 @@ class GroupPolicy:
     backoff_cap_ms: int
     claim_idle_ms: int
     batch_size: int
+    # After a cycle of fewer than LINGER_BELOW entries, wait this long before the next read
+    # so that a trickle is handled a few entries per cycle instead of one: every cycle costs
+    # the same round trips and scripts whatever it holds. 0 = read again at once.
+    linger_ms: int = 0
 
     def backoff_ms(self, delivery_count: int) -> int:
         """Delay before re-running an entry delivered ``delivery_count`` times so far."""
@@ -127,12 +138,21 @@ def parse_topology(raw: dict[str, Any], source: Path) -> Topology:
                 key: _int(gspec.get(key, defaults.get(key)), f"{where}.groups.{gname}.{key}")
                 for key in _POLICY_KEYS
             }
-            unknown = set(gspec) - set(_POLICY_KEYS)
+            unknown = set(gspec) - {*_POLICY_KEYS, "linger_ms"}
             if unknown:
                 raise TopologyError(f"{where}.groups.{gname}: unknown keys {sorted(unknown)}")
             if values["max_deliveries"] < 1:
                 raise TopologyError(f"{where}.groups.{gname}.max_deliveries must be >= 1")
-            groups[gname] = GroupPolicy(name=gname, **values)
+            linger = _int(
+                gspec.get("linger_ms", defaults.get("linger_ms", 0)),
+                f"{where}.groups.{gname}.linger_ms",
+            )
+            if not 0 <= linger <= LINGER_MAX_MS:
+                raise TopologyError(
+                    f"{where}.groups.{gname}.linger_ms = {linger}: must be between 0 and "
+                    f"{LINGER_MAX_MS}"
+                )
+            groups[gname] = GroupPolicy(name=gname, linger_ms=linger, **values)
         topics[name] = Topic(
             name=name,
             description=str(spec.get("description", "")),

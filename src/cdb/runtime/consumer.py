@@ -49,7 +49,7 @@ from cdb.errors import ContractError, HandlerRejected, StoreError, StoreUnavaila
 from cdb.eventstore.codec import RawFields, decode_fields
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.store import AppendRequest, AppendResult, EventStore
-from cdb.eventstore.topology import GroupPolicy, Topic, Topology
+from cdb.eventstore.topology import LINGER_BELOW, GroupPolicy, Topic, Topology
 from cdb.runtime import claim, deadletter, ordering, retry
 from cdb.runtime._util import fields_text, id_key, now_ms, text
 from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
@@ -195,6 +195,9 @@ class Consumer:
         # laptop's causal scheduler) takes "nothing finished" to mean "caught up": it always
         # reads.
         self._waits_after_idle = False
+        self._linger_s = self.policy.linger_ms / 1000
+        # The last step finished a few entries: more are likely on their way, one at a time.
+        self._flowing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -283,6 +286,7 @@ class Consumer:
         if finished == 0:
             self._link.settle()  # check the last acks, give the connection back while idle
             self._wait()
+        self._flowing = 0 < finished < LINGER_BELOW
         return finished
 
     def _step_reconnecting(self, stop: threading.Event) -> int:
@@ -820,6 +824,12 @@ class Consumer:
         """Entries waiting behind an unfinished predecessor: entry id -> predecessor id."""
         return {eid: e.prev for p in self._parts for eid, e in p.parked.items()}
 
+    def _linger(self) -> None:
+        """Entries are trickling in: let a few gather so the next cycle handles them together
+        (see GroupPolicy.linger_ms). After a quiet spell the wait returns at the first entry."""
+        if self._flowing and self._linger_s and self._waits_after_idle:
+            time.sleep(self._linger_s)
+
     def _wait(self) -> None:
         """Block until new entries may be there, a retry falls due or parked entries need a look;
         the next read of every partition rides in the same round trip, behind the wait."""
@@ -836,6 +846,7 @@ class Consumer:
             # Something is due, a read is in hand, or a read did not say where its stream
             # ends: read (or handle) first.
             return
+        self._linger()
         pipe = self.client.pipeline(transaction=False)
         pipe.xread({p.pk.stream: p.top for p in self._parts}, count=1, block=max(1, timeout))
         count = min(self.policy.batch_size, _SMALL)

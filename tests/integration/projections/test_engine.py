@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from cdb.domain.contracts import AlertLevel, AlertV1
 from cdb.domain.envelope import NewEvent, derive_id
 from cdb.domain.event_types import EventType
 from cdb.errors import ProjectionBusyError
+from cdb.eventstore.topology import parse_topology
 from cdb.projections.definitions import Definition
 from cdb.projections.digest import projection_digest
 from cdb.projections.engine import Backoff, Projector, connect, wait_caught_up
@@ -206,3 +208,47 @@ def test_one_projection_has_one_live_writer(env: Env) -> None:
     owner.close()
     standby.run_once()  # the owner's session ended: the standby takes over
     standby.close()
+
+
+def test_a_lingering_projector_writes_a_trickle_in_one_transaction(env: Env) -> None:
+    # A live batch costs about the same transaction whether it holds one event or five: after a
+    # short batch the projector lingers (the groups' linger_ms; 1 s here, the most allowed, as
+    # slack for a slow host) so the events that trickle in meanwhile share the next one.
+    raw = tomllib.loads(env.topology.source.read_text())
+    raw["defaults"]["linger_ms"] = 1000
+    topology = parse_topology(raw, env.topology.source)
+    batches: list[int] = []
+    projector = Projector(
+        env.definitions["alerts"],
+        env.client,
+        topology,
+        env.namespace,
+        env.url,
+        block_ms=50,
+        on_batch=lambda outcome: batches.append(outcome.applied),
+    )
+
+    def alert(n: int) -> None:
+        event = NewEvent(
+            event_id=derive_id("linger", str(n)),
+            event_type=EventType.ALERT_RAISED,
+            timestamp=AT,
+            payload=AlertV1(level=AlertLevel.INFO, code="X", message=f"m{n}", timestamp=AT),
+        )
+        env.store.append(f"alert-linger{n}", [event], 0)
+
+    stop = threading.Event()
+    worker = threading.Thread(target=projector.run, args=(stop,))
+    worker.start()
+    try:
+        alert(1)
+        wait_until(lambda: _count(env.url, "alerts") == 1, "the first alert")
+        for n in range(2, 7):
+            stop.wait(0.02)  # the producer's pace: the trickle this test is about
+            alert(n)
+        wait_until(lambda: _count(env.url, "alerts") == 6, "the trickle")
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        projector.close()
+    assert batches == [1, 5]

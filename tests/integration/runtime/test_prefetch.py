@@ -284,3 +284,49 @@ def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
         worker.join(timeout=10)
     assert [n for _, n in seen.order] == list(range(1, 31))
     assert reads <= 2  # the first read; every later one rode behind a wait
+
+
+def test_a_lingering_consumer_handles_a_trickle_in_one_cycle(
+    redis_client: redis.Redis,
+    namespace: str,
+    store: EventStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Entries 20 ms apart, the first right after a cycle: a consumer lingering 1 s (the most
+    # allowed, as slack for a slow host) gathers the five into its next cycle (one round of
+    # scripts instead of five). Without the linger each is handled on its own, as soon as it is
+    # there (the trickle test above).
+    seen = Seen()
+    consumer = Consumer(
+        redis_client,
+        topology(batch_size=BATCH, claim_idle_ms=60_000, linger_ms=1000),
+        namespace,
+        topic=TOPIC,
+        group=GROUP,
+        handler=seen,
+        block_ms=1_500,
+    )
+    cycles: list[int] = []
+    real_run = consumer._run
+
+    def counting_run(part: Any, candidates: list[Any], cycle: Any) -> None:
+        cycles.append(len(candidates))
+        real_run(part, candidates, cycle)
+
+    monkeypatch.setattr(consumer, "_run", counting_run)
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,))
+    worker.start()
+    aggregate = new_aggregate()
+    try:
+        store.append(aggregate, [alert(aggregate, 1)], 0)
+        wait_for(lambda: len(seen.order) == 1, "the first entry", timeout_s=5)
+        for n in range(2, 7):
+            stop.wait(0.02)  # the producer's pace: the trickle this test is about
+            store.append(aggregate, [alert(aggregate, n)], n - 1)
+        wait_for(lambda: len(seen.order) == 6, "the trickle", timeout_s=5)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert [n for _, n in seen.order] == list(range(1, 7))
+    assert cycles == [1, 5]

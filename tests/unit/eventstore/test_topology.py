@@ -63,6 +63,24 @@ def test_group_policy_defaults_and_backoff_grows_to_its_cap() -> None:
     policy = parse_topology(raw, SRC).topic("orders").group("execution")
     assert policy.max_deliveries == 5
     assert [policy.backoff_ms(n) for n in (1, 2, 3, 4, 5, 6)] == [100, 200, 400, 800, 1000, 1000]
+    assert policy.linger_ms == 0  # not declared anywhere: read again at once
+
+
+def test_linger_comes_from_the_group_else_the_defaults() -> None:
+    raw = _raw(groups={"execution": {"linger_ms": 7}, "risk": {}})
+    raw["defaults"].update(
+        max_deliveries=5, backoff_base_ms=1, backoff_cap_ms=1, claim_idle_ms=1, batch_size=1
+    )
+    raw["defaults"]["linger_ms"] = 3
+    topic = parse_topology(raw, SRC).topic("orders")
+    assert topic.group("execution").linger_ms == 7
+    assert topic.group("risk").linger_ms == 3
+
+
+def test_the_shipped_topology_lingers_a_few_milliseconds() -> None:
+    for topic in load_topology().topics.values():
+        for policy in topic.groups.values():
+            assert 0 < policy.linger_ms <= 10, (topic.name, policy.name)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +105,9 @@ def test_group_policy_defaults_and_backoff_grows_to_its_cap() -> None:
         ),
         (_raw(groups={"g": {"bogus": 1}}), "unknown keys"),
         (_raw(groups={"g": {"max_deliveries": 0}}), "max_deliveries must be >= 1"),
+        (_raw(groups={"g": {"linger_ms": -1}}), r"groups.g.linger_ms = -1: must be between 0"),
+        (_raw(groups={"g": {"linger_ms": 5000}}), r"linger_ms = 5000: must be between 0 and 1000"),
+        (_raw(groups={"g": {"linger_ms": 0.5}}), r"groups.g.linger_ms = 0.5: must be an integer"),
     ],
 )
 def test_malformed_topologies_are_refused_with_the_place_named(
