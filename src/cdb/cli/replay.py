@@ -278,7 +278,7 @@ def projections(
     ] = "market_data",
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Entries per build transaction.")
-    ] = 5000,
+    ] = 2000,  # = cdb.projections.rebuild.BUILD_BATCH (not imported: it loads psycopg)
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the previous generation after the swap.")
     ] = False,

@@ -38,9 +38,11 @@ from cdb.projections.source import head, read_ranges, stream_positions
 from cdb.runtime.heap import frozen_heap
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
-BUILD_BATCH = 5000
+BUILD_BATCH = 2000
 """Entries per build transaction: more than the live projector's, as fewer transactions and
-round trips per event pay off over a whole history; memory stays flat (one batch at a time)."""
+round trips per event pay off over a whole history; memory stays flat (one batch at a time).
+Measured on 300k events, interleaved runs: 2,000 builds as fast as 5,000 or 10,000 (11.5k to
+14.6k events/s each, within the noise) with a peak RSS of 125 MB against 181 and 270."""
 
 
 @dataclass(frozen=True)
