@@ -127,20 +127,21 @@ def apply_entries(
         else:
             events.append((entry, result))
 
-    if isolate:
-        _apply_isolated(
-            conn, definition, schema, events, outcome, fold=fold, deferred_checks=deferred_checks
-        )
-    else:
+    def write(batch: Sequence[EventEnvelope], *, isolate: bool = True) -> None:
         apply_events(
             conn,
             definition,
             schema,
-            [event for _, event in events],
+            batch,
             fold=fold,
-            isolate=False,
+            isolate=isolate,
             deferred_checks=deferred_checks,
         )
+
+    if isolate:
+        _apply_isolated(conn, events, outcome, write)
+    else:
+        write([event for _, event in events], isolate=False)
         outcome.applied = len(events)
 
     if record_dead_letters:
@@ -152,39 +153,21 @@ def apply_entries(
 
 def _apply_isolated(
     conn: psycopg.Connection,
-    definition: Definition,
-    schema: str,
     events: Sequence[tuple[Entry, EventEnvelope]],
     outcome: BatchOutcome,
-    *,
-    fold: bool,
-    deferred_checks: bool,
+    write: Callable[[Sequence[EventEnvelope]], None],
 ) -> None:
     """The events in a savepoint; if one fails, a savepoint per event, in order (so later
     events see earlier ones), and the failing ones become dead letters."""
     try:
         with conn.transaction():
-            apply_events(
-                conn,
-                definition,
-                schema,
-                [event for _, event in events],
-                fold=fold,
-                deferred_checks=deferred_checks,
-            )
+            write([event for _, event in events])
         outcome.applied = len(events)
     except EVENT_ERRORS:
         for entry, event in events:
             try:
                 with conn.transaction():
-                    apply_events(
-                        conn,
-                        definition,
-                        schema,
-                        [event],
-                        fold=fold,
-                        deferred_checks=deferred_checks,
-                    )
+                    write([event])
                 outcome.applied += 1
             except EVENT_ERRORS as exc:
                 outcome.dead.append(_letter(entry, event, exc))
