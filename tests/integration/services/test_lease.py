@@ -31,7 +31,8 @@ def test_an_expired_lease_goes_to_a_standby_and_the_old_holder_learns_it_lost(
 ) -> None:
     old = Lease(redis_client, namespace, "portfolio", "old", ttl_ms=300)
     assert old.try_acquire()
-    standby = Lease(redis_client, namespace, "portfolio", "new", ttl_ms=300)
+    # The winner's TTL is long, so a slow machine cannot let it expire before the end.
+    standby = Lease(redis_client, namespace, "portfolio", "new", ttl_ms=3000)
     stop = threading.Event()
     assert standby.acquire(stop)  # waits until the old one's TTL runs out
     assert standby.holder() == "new"
@@ -44,16 +45,17 @@ def test_an_expired_lease_goes_to_a_standby_and_the_old_holder_learns_it_lost(
 
 
 def test_a_kept_lease_outlives_its_ttl(redis_client: redis.Redis, namespace: str) -> None:
-    lease = Lease(redis_client, namespace, "signal", "me", ttl_ms=200)
+    # Renewed every third of the TTL: a stalled thread (a loaded CI host) has 2/3 s of slack.
+    lease = Lease(redis_client, namespace, "signal", "me", ttl_ms=1000)
     assert lease.try_acquire()
     keeper = LeaseKeeper([lease], lambda _: None)
     keeper.start()
-    other = Lease(redis_client, namespace, "signal", "other", ttl_ms=200)
+    other = Lease(redis_client, namespace, "signal", "other", ttl_ms=1000)
     stop = threading.Event()
-    timer = threading.Timer(1.0, stop.set)
+    timer = threading.Timer(3.0, stop.set)
     timer.start()
     try:
-        assert not other.acquire(stop)  # a second of trying: never free
+        assert not other.acquire(stop)  # three TTLs of trying: never free
     finally:
         timer.cancel()
     keeper.stop()

@@ -50,7 +50,7 @@ def test_a_standby_takes_over_and_resumes_where_the_active_one_stopped(
         SignalService(),
         first_stop,
         owner="one",
-        lease_ttl_ms=500,
+        lease_ttl_ms=2000,
         on_active=lambda n: became_active.append(f"one:{n}"),
     )
     wait_for(lambda: became_active == ["one:0"], "the first replica to become active")
@@ -62,7 +62,7 @@ def test_a_standby_takes_over_and_resumes_where_the_active_one_stopped(
         SignalService(),
         second_stop,
         owner="two",
-        lease_ttl_ms=500,
+        lease_ttl_ms=2000,
         on_active=lambda n: became_active.append(f"two:{n}"),
     )
     wait_for(
