@@ -32,7 +32,7 @@ def pk_of(namespace: str) -> PartitionKeys:
 def test_entries_of_a_silent_consumer_are_claimed_and_handled(
     redis_client: redis.Redis, namespace: str
 ) -> None:
-    topo = topology(claim_idle_ms=200)
+    topo = topology(claim_idle_ms=1000)
     store = EventStore(redis_client, topo, namespace, check_server=False)
     aggs = [new_aggregate() for _ in range(4)]
     for a in aggs:

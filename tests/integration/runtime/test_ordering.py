@@ -187,7 +187,7 @@ def test_a_requeued_entry_is_not_redelivered_to_other_groups(
 def test_a_reader_dying_between_read_and_record_cannot_let_later_entries_jump_ahead(
     redis_client: redis.Redis, namespace: str
 ) -> None:
-    topo = topology(claim_idle_ms=300)
+    topo = topology(claim_idle_ms=1000)
     store = EventStore(redis_client, topo, namespace, check_server=False)
     aggregates = [new_aggregate() for _ in range(3)]
     interleaved(store, aggregates, 1)
