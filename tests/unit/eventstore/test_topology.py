@@ -77,10 +77,32 @@ def test_linger_comes_from_the_group_else_the_defaults() -> None:
     assert topic.group("risk").linger_ms == 3
 
 
-def test_the_shipped_topology_lingers_a_few_milliseconds() -> None:
-    for topic in load_topology().topics.values():
-        for policy in topic.groups.values():
-            assert 0 < policy.linger_ms <= 10, (topic.name, policy.name)
+# The hops from a tick to its trade row: each adds its group's linger to a trade's latency.
+TRADE_PATH = {
+    ("market_data", "signal"),
+    ("market_data", "execution"),  # an order waits until execution has folded its tick
+    ("signals", "risk"),
+    ("order_results", "risk"),  # a fill moves the exposure the next decision checks
+    ("orders", "execution"),
+    ("signals", "projector"),
+    ("orders", "projector"),
+    ("order_results", "projector"),
+    ("alerts", "execution"),  # a tripped breaker must stop execution at once
+}
+
+
+def test_the_shipped_topology_lingers_briefly_on_the_trade_path_and_longer_off_it() -> None:
+    lingers = {
+        (topic.name, name): policy.linger_ms
+        for topic in load_topology().topics.values()
+        for name, policy in topic.groups.items()
+    }
+    assert lingers.keys() >= TRADE_PATH  # every hop of the path is declared
+    for place, linger in lingers.items():
+        if place in TRADE_PATH:
+            assert 0 < linger <= 5, place
+        else:
+            assert 0 < linger <= 100, place
 
 
 @pytest.mark.parametrize(
