@@ -269,7 +269,7 @@ def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
         topic=TOPIC,
         group=GROUP,
         handler=seen,
-        block_ms=1_500,  # a missed entry would sit out this timeout and fail the deadline
+        block_ms=3_000,  # a missed entry would sit out this timeout and fail the deadline
     )
     stop = threading.Event()
     worker = threading.Thread(target=consumer.run, args=(stop,))
@@ -278,7 +278,7 @@ def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
         aggregate = new_aggregate()
         for n in range(1, 31):
             store.append(aggregate, [alert(aggregate, n)], n - 1)
-            wait_for(lambda n=n: len(seen.order) >= n, f"entry {n}", timeout_s=1.0)  # type: ignore[misc]
+            wait_for(lambda n=n: len(seen.order) >= n, f"entry {n}", timeout_s=2.0)  # type: ignore[misc]
     finally:
         stop.set()
         worker.join(timeout=10)
