@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -44,6 +45,7 @@ from cdb.eventstore.keys import Keys
 from cdb.eventstore.lua import LuaScript
 from cdb.eventstore.server_checks import check_server as _check_server
 from cdb.eventstore.topology import Topic, Topology
+from cdb.heap import frozen_heap
 
 _pack_command: Callable[[tuple[str, ...]], bytes] | None
 try:
@@ -61,6 +63,12 @@ _TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 _PAGE = 1000
 _ENTRY_ID = re.compile(r"^[0-9]+(-[0-9]+)?$")
 _SEND_CHUNK = 64
+_FREEZE_FROM = 100
+"""From this many appends (or publishes) in one call, the call runs with the long-lived heap
+frozen (:func:`cdb.heap.frozen_heap`): such a batch allocates enough to set off full
+collections, each walking every object the process holds. Measured on 200,000 single-event
+appends in calls of 500, three interleaved pairs: 32.6-34.7k appends/s unfrozen, 33.3-42.3k
+frozen (the consumers' appends ran frozen already, inside their batches)."""
 _MAX_STREAM_ID = 200  # EventEnvelope.stream_id max_length
 
 # Outcome codes of append.lua (first element of its reply).
@@ -227,11 +235,12 @@ class EventStore:
         so the others still count. Malformed requests (wrong aggregate type, events spread over
         topics, ...) raise :class:`ContractError` before anything is sent.
         """
-        prepared = [self._prepare(request) for request in requests]
-        if not prepared:
-            return []
-        replies = self._retrying(lambda: self._run_pipeline(prepared))
-        return [self._result(p, reply) for p, reply in zip(prepared, replies, strict=True)]
+        with _frozen_if_big(len(requests)):
+            prepared = [self._prepare(request) for request in requests]
+            if not prepared:
+                return []
+            replies = self._retrying(lambda: self._run_pipeline(prepared))
+            return [self._result(p, reply) for p, reply in zip(prepared, replies, strict=True)]
 
     def publish(self, topic: str, stream_id: str, events: Sequence[NewEvent]) -> list[str]:
         """Write topic-only events (market ticks): no aggregate stream, sequence number 0.
@@ -274,7 +283,8 @@ class EventStore:
             fields = encode_fields(event, stream_id, 0)
             return ("XADD", keys[i], "*", *(x for kv in fields.items() for x in kv))
 
-        replies = self._retrying(lambda: self._send_commands(len(items), xadd))
+        with _frozen_if_big(len(items)):
+            replies = self._retrying(lambda: self._send_commands(len(items), xadd))
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
             raise StoreError(f"publish to '{topic}' failed on the server: {errors[0]}")
@@ -535,6 +545,10 @@ class EventStore:
                 f"Redis unreachable for {self._retry_for_s:.0f}s (namespace "
                 f"'{self.namespace}'): {cause}"
             ) from cause
+
+
+def _frozen_if_big(count: int) -> AbstractContextManager[None]:
+    return frozen_heap() if count >= _FREEZE_FROM else nullcontext()
 
 
 def _append_error(stream_id: str, field: str, value: Any, rule: str) -> ContractError:

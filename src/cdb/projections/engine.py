@@ -20,13 +20,13 @@ import redis
 
 from cdb.errors import ProjectionBusyError
 from cdb.eventstore.topology import LINGER_BELOW, Topology
+from cdb.heap import frozen_heap
 from cdb.projections import checkpoints
 from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import owner_key
 from cdb.projections.db import libpq_url
 from cdb.projections.definitions import Definition
 from cdb.projections.source import GroupSource
-from cdb.runtime.heap import frozen_heap
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import redis
 
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
+from cdb.heap import frozen_heap
 from cdb.projections import checkpoints, shadow
 from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import Checkpoint, StreamPos
@@ -35,7 +36,6 @@ from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
 from cdb.projections.source import head, read_ranges, stream_positions
-from cdb.runtime.heap import frozen_heap
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
 BUILD_BATCH = 2000

@@ -50,10 +50,10 @@ from cdb.eventstore.codec import RawFields, decode_fields
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.store import AppendRequest, AppendResult, EventStore
 from cdb.eventstore.topology import LINGER_BELOW, GroupPolicy, Topic, Topology
+from cdb.heap import frozen_heap
 from cdb.runtime import claim, deadletter, ordering, retry
 from cdb.runtime._util import fields_text, id_key, now_ms, text
 from cdb.runtime.handler import Ack, Delivery, Handler, Outcome, Reject, Retry
-from cdb.runtime.heap import frozen_heap
 from cdb.runtime.heartbeat import Heartbeat, interval_ms
 from cdb.runtime.link import Link, Reply
 from cdb.runtime.ordering import PartitionKeys, Read, Rows
@@ -229,7 +229,7 @@ class Consumer:
         self.start()
         self._waits_after_idle = not idle_exit  # idle_exit: a step finding nothing means done
         # The heap the process built before (libraries, service state) is left out of the
-        # garbage collector's walks while entries flow: see cdb.runtime.heap.
+        # garbage collector's walks while entries flow: see cdb.heap.
         with frozen_heap():
             try:
                 while not stop.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +200,22 @@ def test_append_many_answers_each_request_in_order(store: EventStore) -> None:
     assert isinstance(results[3], AppendResult)
     assert (results[3].first_seq, results[3].duplicate) == (2, False)
     assert store.append_many([]) == []
+
+
+def test_a_big_append_many_leaves_the_garbage_collector_as_it_found_it(
+    store: EventStore, redis_client: redis.Redis
+) -> None:
+    # Big calls run with the long-lived heap frozen (cdb.heap): the collector's settings must
+    # be back afterwards, whether the call succeeded or refused a request.
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    requests = [AppendRequest(f"order-g-{n}", [order_placed(f"g-{n}")], 0) for n in range(150)]
+    results = store.append_many(requests)
+    assert all(isinstance(r, AppendResult) and r.first_seq == 1 for r in results)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    with pytest.raises(ContractError):
+        store.append_many([*requests, AppendRequest("order-bad", [signal("s-9")], 0)])
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    assert len(store.read_topic("orders", 0, count=1000)) == 150  # the refused call wrote nothing
 
 
 def test_a_malformed_request_in_append_many_stops_the_whole_batch_before_sending(

@@ -8,6 +8,9 @@ permanent generation (``gc.freeze``, a constant-time list splice), so collection
 what the batches themselves allocated; on the way out they are handed back. Cyclic garbage
 among the frozen objects waits for the next collection after that, nothing is lost.
 Young objects are collected less often meanwhile (:data:`YOUNG_THRESHOLD`).
+
+Consumers and projectors run their batches inside it, and the event store its big appends and
+publishes; so it sits outside the layers, where the store can use it too.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ YOUNG_THRESHOLD = 20_000
 
 
 class _Freezer:
-    """Projectors of one process run in threads: freeze on the first entry, thaw on the last
-    exit."""
+    """Projectors, consumers and big appends of one process may run in threads: freeze on the
+    first entry, thaw on the last exit."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

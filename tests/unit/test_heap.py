@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from cdb.runtime.heap import YOUNG_THRESHOLD, frozen_heap
+from cdb.heap import YOUNG_THRESHOLD, frozen_heap
 
 
 def test_nested_scopes_freeze_once_and_restore_everything_on_the_last_exit() -> None:
