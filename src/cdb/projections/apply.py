@@ -7,6 +7,7 @@ schema written to, the generation whose checkpoint moves, and where the entries 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple, TypeVar
@@ -176,15 +177,21 @@ def _apply_isolated(
 T = TypeVar("T")
 
 
-def optimistic(conn: psycopg.Connection, batch: Callable[[bool], T]) -> T:
+def optimistic(
+    conn: psycopg.Connection, batch: Callable[[bool], T], *, pipelined: bool = False
+) -> T:
     """Run ``batch(isolate)`` in a transaction, first without savepoints; if an event fails,
     roll that back and run it again with them (which dead-letters the culprits).
 
     A batch commits far more often than it holds a bad event: the savepoints (two round trips
     each, plus one around every conflict-checked COPY) are paid only when needed.
+
+    ``pipelined`` runs that first attempt in pipeline mode: statements whose results it does
+    not read (the writes, the commit) go out without waiting for one another. Only for a batch
+    small enough to write without COPY, which a pipeline does not allow.
     """
     try:
-        with conn.transaction():
+        with conn.pipeline() if pipelined else nullcontext(), conn.transaction():
             return batch(False)
     except EVENT_ERRORS:
         pass
@@ -231,6 +238,10 @@ def apply_events(
     # With folding, the same lookup tells which orders of the batch the table holds already.
     fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
     rows = batch_rows(events, fills)
+    # Without ``isolate`` the foreign keys (all initially deferred) are left to the commit: a
+    # violation fails it, and ``optimistic`` applies the batch again isolated, which checks
+    # them here and narrows the failure to an event. Two statements fewer per batch.
+    deferred_checks = deferred_checks and isolate
     if deferred_checks:
         conn.execute("SET CONSTRAINTS ALL DEFERRED")
     if fold:

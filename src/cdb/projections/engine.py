@@ -26,6 +26,7 @@ from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import owner_key
 from cdb.projections.db import libpq_url
 from cdb.projections.definitions import Definition
+from cdb.projections.fold import FEW_ROWS
 from cdb.projections.source import GroupSource
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,26 @@ class Backoff:
         return random.uniform(0, min(self.cap_s, self.base_s * 2 ** max(attempt - 1, 0)))
 
 
-def connect(database_url: str) -> psycopg.Connection:
-    # Autocommit: every transaction is an explicit `conn.transaction()` block. No server-side
-    # prepared statements: a blue/green swap moves the tables under them.
+PREPARE_AFTER = 5
+"""The live projector prepares a statement on the server once it has run it this many times."""
+
+
+def connect(database_url: str, *, prepare: bool = False) -> psycopg.Connection:
+    """A connection for projection work. Autocommit: every transaction is an explicit
+    ``conn.transaction()`` block.
+
+    ``prepare`` lets the live projector keep its recurring statements prepared on the server
+    (a small batch's statements are mostly parsed and planned afresh otherwise). A blue/green
+    swap moves the tables those statements name, and that is safe: PostgreSQL invalidates a
+    prepared statement when a table it uses is altered (the swap's ``ALTER TABLE .. SET
+    SCHEMA``) and analyses it again at its next execution, resolving the names anew. A test
+    swaps under a live projector holding prepared statements.
+    """
     return psycopg.connect(
-        libpq_url(database_url), autocommit=True, prepare_threshold=None, connect_timeout=5
+        libpq_url(database_url),
+        autocommit=True,
+        prepare_threshold=PREPARE_AFTER if prepare else None,
+        connect_timeout=5,
     )
 
 
@@ -180,7 +196,7 @@ class Projector:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            conn = connect(self._database_url)
+            conn = connect(self._database_url, prepare=True)
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s)", (owner_key(self.definition.name),)
             ).fetchone()
@@ -226,7 +242,7 @@ class Projector:
             return outcome
 
         try:
-            outcome = optimistic(conn, batch)
+            outcome = optimistic(conn, batch, pipelined=len(entries) <= FEW_ROWS)
             self._state_conn = conn
             return outcome
         except BaseException:

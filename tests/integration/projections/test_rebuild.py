@@ -119,6 +119,38 @@ def test_a_rebuild_swaps_while_the_live_projector_keeps_serving(env: Env) -> Non
         assert not shadow.schema_exists(conn, shadow.build_schema("trading"))
 
 
+def test_a_live_projector_with_prepared_statements_writes_into_the_swapped_in_tables(
+    env: Env,
+) -> None:
+    trading = env.definitions["trading"]
+    append_cycles(env.store, 40)
+    # Small batches: each statement runs often enough to be prepared on the server.
+    live = Projector(trading, env.client, env.topology, env.namespace, env.url, batch_size=4)
+    wait_caught_up(live)
+    conn = live._connection()  # the projector's own session: prepared statements are per session
+    row = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+    assert row is not None
+    assert row[0] > 0
+
+    rebuild(trading, env.client, env.topology, env.namespace, env.url)
+    with connect(env.url) as check:
+        before = check.execute("SELECT count(*) FROM cdb_old_trading.signals").fetchone()
+    append_cycles(env.store, 20, start=40)
+    wait_caught_up(live)
+    live.close()
+
+    # The rows of the events after the swap are in the swapped-in tables, none in the old ones.
+    result = verify(trading, env.client, env.topology, env.namespace, env.url)
+    assert result.match, (result.live, result.rebuilt)
+    with connect(env.url) as check:
+        after = check.execute("SELECT count(*) FROM cdb_old_trading.signals").fetchone()
+        live_rows = check.execute("SELECT count(*) FROM public.signals").fetchone()
+    assert after == before
+    assert before is not None
+    assert live_rows is not None
+    assert live_rows[0] > before[0]
+
+
 @pytest.mark.parametrize("keys_added", [False, True])
 def test_an_interrupted_rebuild_resumes_where_it_stopped(env: Env, keys_added: bool) -> None:
     # keys_added: interrupted after the foreign keys were added to the build tables (they
