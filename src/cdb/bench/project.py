@@ -37,10 +37,10 @@ from sqlalchemy.engine import make_url
 from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendResult, EventStore
 from cdb.eventstore.topology import Topology, load_topology
-from cdb.projections import db, shadow
+from cdb.projections import BUILD_BATCH, db, shadow
 from cdb.projections.definitions import load_definitions
 from cdb.projections.engine import Projector, connect, wait_caught_up
-from cdb.projections.rebuild import BUILD_BATCH, rebuild
+from cdb.projections.rebuild import rebuild
 from cdb.projections.sample import requests
 
 _CHUNK = 500  # cycles appended per pipeline

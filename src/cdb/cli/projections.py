@@ -21,10 +21,9 @@ from rich.table import Table
 from cdb.cli import context
 from cdb.cli.options import JsonOpt, NamespaceOpt
 from cdb.eventstore.topology import Topology, load_topology
-from cdb.projections import deadletters
+from cdb.projections import BUILD_BATCH, deadletters
 from cdb.projections.definitions import Definition, definition, load_definitions
 from cdb.projections.engine import Projector, connect
-from cdb.projections.rebuild import BUILD_BATCH
 from cdb.projections.rebuild import Progress as RebuildProgress
 from cdb.projections.rebuild import rebuild as run_rebuild
 from cdb.projections.rebuild import verify as run_verify

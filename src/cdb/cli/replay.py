@@ -43,6 +43,7 @@ from cdb.cli.options import JsonOpt, NamespaceOpt
 from cdb.errors import ContractError
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology, load_topology
+from cdb.projections import BUILD_BATCH
 from cdb.services.replay.aggregate import event_dict, replay_aggregate
 from cdb.services.replay.positions import Edge, EntryId, parse_bound
 from cdb.services.replay.runners import SERVICES, params_from_env
@@ -278,7 +279,7 @@ def projections(
     ] = "market_data",
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Entries per build transaction.")
-    ] = 2000,  # = cdb.projections.rebuild.BUILD_BATCH (not imported: it loads psycopg)
+    ] = BUILD_BATCH,
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the previous generation after the swap.")
     ] = False,

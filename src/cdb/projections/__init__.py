@@ -8,3 +8,10 @@
 - :mod:`.rebuild`: blue/green rebuild and verify; :mod:`.shadow` the shadow schemas;
   :mod:`.digest` the row digest; :mod:`.status` what `cdb projections status` shows.
 """
+
+BUILD_BATCH = 2000
+"""Entries per build transaction of a rebuild, verify or replay: more than the live projector's,
+as fewer transactions and round trips per event pay off over a whole history; memory stays flat
+(one batch at a time). Measured on 300k events, interleaved runs: 2,000 builds as fast as 5,000
+or 10,000 (11.5k to 14.6k events/s each, within the noise) with a peak RSS of 125 MB against 181
+and 270. Here, not in :mod:`.rebuild`, so the CLI can name it without loading psycopg."""

@@ -174,6 +174,13 @@ def _apply_isolated(
                 outcome.dead.append(_letter(entry, event, exc))
 
 
+def fits_pipeline(entries: Sequence[Entry]) -> bool:
+    """Whether a batch of these entries is written without COPY, which a pipeline does not
+    allow (see :func:`optimistic`): an op gets at most one row per event, and up to
+    ``FEW_ROWS`` rows go to their statement as a VALUES list."""
+    return len(entries) <= FEW_ROWS
+
+
 T = TypeVar("T")
 
 

@@ -22,11 +22,16 @@ from cdb.errors import ProjectionBusyError
 from cdb.eventstore.topology import LINGER_BELOW, Topology
 from cdb.heap import frozen_heap
 from cdb.projections import checkpoints
-from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
+from cdb.projections.apply import (
+    BatchOutcome,
+    Entry,
+    apply_entries,
+    fits_pipeline,
+    optimistic,
+)
 from cdb.projections.checkpoints import owner_key
 from cdb.projections.db import libpq_url
 from cdb.projections.definitions import Definition
-from cdb.projections.fold import FEW_ROWS
 from cdb.projections.source import GroupSource
 
 log = logging.getLogger(__name__)
@@ -242,7 +247,7 @@ class Projector:
             return outcome
 
         try:
-            outcome = optimistic(conn, batch, pipelined=len(entries) <= FEW_ROWS)
+            outcome = optimistic(conn, batch, pipelined=fits_pipeline(entries))
             self._state_conn = conn
             return outcome
         except BaseException:

@@ -48,14 +48,14 @@ from cdb.errors import CdbError, ContractError
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.store import EventStore
 from cdb.eventstore.topology import Topology
-from cdb.projections import checkpoints, shadow
+from cdb.projections import BUILD_BATCH, checkpoints, shadow
 from cdb.projections.apply import EVENT_ERRORS, apply_events, decode_for
 from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.engine import connect
 from cdb.projections.mapping import OP_KEYS, EventEnvelope, batch_rows
-from cdb.projections.rebuild import BUILD_BATCH, Progress, rebuild
+from cdb.projections.rebuild import Progress, rebuild
 from cdb.projections.source import head, read_ranges, stream_positions
 
 Role = Literal["aggregate", "event", "stub"]
