@@ -198,6 +198,8 @@ class Consumer:
         self._linger_s = self.policy.linger_ms / 1000
         # The last step finished a few entries: more are likely on their way, one at a time.
         self._flowing = False
+        # Set by run()'s caller to stop: a linger in progress ends with it.
+        self._stop = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -227,6 +229,7 @@ class Consumer:
     def run(self, stop: threading.Event, *, idle_exit: bool = False) -> ConsumerStats:
         """Cycle until ``stop`` is set (or, with ``idle_exit``, until nothing is left to do)."""
         self.start()
+        self._stop = stop
         self._waits_after_idle = not idle_exit  # idle_exit: a step finding nothing means done
         # The heap the process built before (libraries, service state) is left out of the
         # garbage collector's walks while entries flow: see cdb.heap.
@@ -828,7 +831,7 @@ class Consumer:
         """Entries are trickling in: let a few gather so the next cycle handles them together
         (see GroupPolicy.linger_ms). After a quiet spell the wait returns at the first entry."""
         if self._flowing and self._linger_s and self._waits_after_idle:
-            time.sleep(self._linger_s)
+            self._stop.wait(self._linger_s)
 
     def _wait(self) -> None:
         """Block until new entries may be there, a retry falls due or parked entries need a look;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -330,3 +331,46 @@ def test_a_lingering_consumer_handles_a_trickle_in_one_cycle(
         worker.join(timeout=10)
     assert [n for _, n in seen.order] == list(range(1, 7))
     assert cycles == [1, 5]
+
+
+def test_a_stop_ends_a_linger_at_once(
+    redis_client: redis.Redis,
+    namespace: str,
+    store: EventStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Lingering 1 s after a trickle: a SIGTERM arriving then must not wait the linger out.
+    seen = Seen()
+    consumer = Consumer(
+        redis_client,
+        topology(batch_size=BATCH, claim_idle_ms=60_000, linger_ms=1000),
+        namespace,
+        topic=TOPIC,
+        group=GROUP,
+        handler=seen,
+        block_ms=100,
+    )
+    lingering = threading.Event()
+    real_linger = consumer._linger
+
+    def noted_linger() -> None:
+        if consumer._flowing:
+            lingering.set()
+        real_linger()
+
+    monkeypatch.setattr(consumer, "_linger", noted_linger)
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,))
+    worker.start()
+    aggregate = new_aggregate()
+    try:
+        store.append(aggregate, [alert(aggregate, 1)], 0)
+        wait_for(lingering.is_set, "the linger after the first entry", timeout_s=5)
+    finally:
+        stop.set()
+        stopped_at = time.monotonic()
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert [n for _, n in seen.order] == [1]
+    # The linger had about 1 s to go; the stop ends it, then at most one 100 ms read.
+    assert time.monotonic() - stopped_at < 0.8
