@@ -14,6 +14,7 @@
     ├── ServerError                 an embedded server could not be started, stopped or found
     ├── LeaseHeldError              another replica is the active one of a service (its lease)
     ├── ProjectionBusyError         another projector owns a projection (one writer per projection)
+    ├── RebuildPartError            a process of a split rebuild failed (running it again resumes)
     └── HandlerRejected             a handler's verdict: this entry can never succeed
 
 The CLI turns any CdbError into one clear line and a non-zero exit code; a bare traceback
@@ -119,6 +120,20 @@ class ProjectionBusyError(CdbError):
         super().__init__(
             f"projection '{projection}' is already run by another projector on this database; "
             "this one waits as a standby"
+        )
+
+
+class RebuildPartError(CdbError):
+    """A process of a split rebuild (``--jobs``) failed; what every part committed stays, so
+    running the rebuild again resumes it."""
+
+    def __init__(self, projection: str, failed: list[tuple[str, int]]) -> None:
+        self.projection = projection
+        self.failed = failed
+        parts = ", ".join(f"{name} (exit code {code})" for name, code in failed)
+        super().__init__(
+            f"rebuild of projection '{projection}': {parts} failed (its error is logged above); "
+            f"run the rebuild again to resume where each part committed"
         )
 
 

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -40,7 +39,7 @@ from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import BUILD_BATCH, db, shadow
 from cdb.projections.definitions import load_definitions
 from cdb.projections.engine import Projector, connect, wait_caught_up
-from cdb.projections.rebuild import rebuild
+from cdb.projections.rebuild import peak_rss_kb, rebuild
 from cdb.projections.sample import requests
 
 _CHUNK = 500  # cycles appended per pipeline
@@ -64,6 +63,7 @@ class ProjectBenchResult:
     rebuild_rows_per_s: float
     rebuild_ratio: float
     rebuild_peak_rss_mb: float
+    rebuild_processes: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,36 +170,40 @@ def _count_rows(url: str) -> int:
         return total
 
 
-def _rebuild_child(redis_url: str, database_url: str, namespace: str) -> dict[str, Any]:
+def _rebuild_child(redis_url: str, database_url: str, namespace: str, jobs: int) -> dict[str, Any]:
     """Run in a child process: rebuild every projection, report seconds and rows."""
     client = redis.Redis.from_url(redis_url)
     topology = load_topology()
     started = time.perf_counter()
     events = 0
+    part_peak_kb = 0
     for definition in load_definitions().values():
         report = rebuild(
-            definition, client, topology, namespace, database_url, batch_size=BUILD_BATCH
+            definition,
+            client,
+            topology,
+            namespace,
+            database_url,
+            batch_size=BUILD_BATCH,
+            jobs=jobs,
         )
         events += report.events
+        part_peak_kb = max(part_peak_kb, report.part_peak_rss_kb * (report.parts - 1))
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
         "events": events,
         "rows": _count_rows(database_url),
-        "peak_rss_kb": _peak_rss_kb(),
+        # This process and the processes a split rebuild started, all at their peaks at once
+        # (they were not: an upper bound).
+        "peak_rss_kb": _peak_rss_kb() + part_peak_kb,
     }
 
 
 def _peak_rss_kb() -> int:
     """This process's peak RSS. Linux keeps ``ru_maxrss`` across exec (a child would report
     its parent's peak), so the kernel's per-address-space high-water mark is read first."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_rss_kb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run(
@@ -209,6 +213,7 @@ def run(
     *,
     events: int = 100_000,
     rebuild_events: int = 1_000_000,
+    jobs: int = 1,
 ) -> ProjectBenchResult:
     topology = load_topology()
     with (
@@ -232,7 +237,14 @@ def run(
                 sys.executable,
                 "-m",
                 "cdb.bench.project",
-                json.dumps({"redis_url": redis_url, "database_url": url, "namespace": namespace}),
+                json.dumps(
+                    {
+                        "redis_url": redis_url,
+                        "database_url": url,
+                        "namespace": namespace,
+                        "jobs": jobs,
+                    }
+                ),
             ],
             capture_output=True,
             text=True,
@@ -261,9 +273,14 @@ def run(
         rebuild_rows_per_s=round(rebuild_rate, 1),
         rebuild_ratio=round(rebuild_rate / raw_rate, 4),
         rebuild_peak_rss_mb=round(peak_kb / 1024, 1),
+        rebuild_processes=jobs,
     )
 
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
-    print(json.dumps(_rebuild_child(args["redis_url"], args["database_url"], args["namespace"])))
+    print(
+        json.dumps(
+            _rebuild_child(args["redis_url"], args["database_url"], args["namespace"], args["jobs"])
+        )
+    )

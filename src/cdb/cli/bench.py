@@ -20,8 +20,9 @@ from cdb.bench.consume import run as run_consume_bench
 from cdb.bench.pipeline import run as run_pipeline_bench
 from cdb.bench.project import run as run_project_bench
 from cdb.cli import context
-from cdb.cli.options import JsonOpt
+from cdb.cli.options import JobsOpt, JsonOpt
 from cdb.eventstore.topology import load_topology
+from cdb.projections.split import default_parts
 
 bench_app = typer.Typer(
     name="bench",
@@ -156,6 +157,7 @@ def project(
     rebuild_events: Annotated[
         int, typer.Option("--rebuild-events", min=1000, help="Events of the rebuild run.")
     ] = 1_000_000,
+    jobs: JobsOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Live projector vs raw COPY of the same rows, and a rebuild (events/s, peak RSS).
@@ -172,7 +174,12 @@ def project(
             json_output,
             f"projecting {events:,} events, raw COPY, rebuilding {rebuild_events:,} events ...",
             lambda: run_project_bench(
-                client, redis_url, database_url, events=events, rebuild_events=rebuild_events
+                client,
+                redis_url,
+                database_url,
+                events=events,
+                rebuild_events=rebuild_events,
+                jobs=jobs or default_parts(),
             ),
         )
     finally:
@@ -198,7 +205,8 @@ def project(
         f"{result.live_seconds:.2f}",
     )
     table.add_row(
-        f"rebuild ({result.rebuild_events:,} events, peak RSS {result.rebuild_peak_rss_mb:.0f} MB)",
+        f"rebuild ({result.rebuild_events:,} events, --jobs {result.rebuild_processes}, "
+        f"peak RSS {result.rebuild_peak_rss_mb:.0f} MB)",
         f"{result.rebuild_rows_per_s:,.0f}",
         f"{result.rebuild_events_per_s:,.0f}",
         f"{result.rebuild_seconds:.2f}",

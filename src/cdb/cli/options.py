@@ -25,3 +25,13 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")
 ]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Processes a rebuild's load is split across, for projections that allow it "
+        "(default: the CPUs this process may use, at most 4; 1 leaves cores to live work).",
+    ),
+]

@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cdb.cli import context
-from cdb.cli.options import JsonOpt, NamespaceOpt
+from cdb.cli.options import JobsOpt, JsonOpt, NamespaceOpt
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import BUILD_BATCH, deadletters
 from cdb.projections.definitions import Definition, definition, load_definitions
@@ -27,6 +27,7 @@ from cdb.projections.engine import Projector, connect
 from cdb.projections.rebuild import Progress as RebuildProgress
 from cdb.projections.rebuild import rebuild as run_rebuild
 from cdb.projections.rebuild import verify as run_verify
+from cdb.projections.split import default_parts
 from cdb.projections.status import status_all
 
 projections_app = typer.Typer(help="Read models in PostgreSQL: status, run, rebuild, verify.")
@@ -130,11 +131,13 @@ def run(
 @projections_app.command("rebuild")
 def rebuild(
     name: NameArg,
+    *,
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the previous generation after the swap.")
     ] = False,
     namespace: NamespaceOpt = None,
     batch_size: BatchOpt = BUILD_BATCH,
+    jobs: JobsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Blue/green: build a new generation beside the live one, catch up, swap atomically."""
@@ -150,6 +153,7 @@ def rebuild(
             batch_size=batch_size,
             drop_old=drop_old,
             progress=bar.update,
+            jobs=jobs or default_parts(),
         )
     result = {
         "projection": report.projection,
@@ -160,6 +164,7 @@ def rebuild(
         "seconds": round(report.seconds, 3),
         "events_per_s": round(report.events / report.seconds, 1) if report.seconds else None,
         "dropped_old": report.dropped_old,
+        "processes": report.parts,
     }
     if as_json:
         typer.echo(json.dumps(result))
@@ -171,7 +176,8 @@ def rebuild(
         )
         typer.echo(
             f"{name}: generation {report.generation} live, {report.events} events in "
-            f"{report.seconds:.1f}s, {report.dead_letters} dead letters{kept}"
+            f"{report.seconds:.1f}s ({report.parts} process{'es' if report.parts > 1 else ''}), "
+            f"{report.dead_letters} dead letters{kept}"
         )
 
 

@@ -92,6 +92,8 @@ def apply_entries(
     fold: bool = True,
     isolate: bool = True,
     deferred_checks: bool = True,
+    checkpoint_as: str | None = None,
+    diverted: Mapping[str, str] | None = None,
 ) -> BatchOutcome:
     """Apply the entries not yet covered by the generation's checkpoint; move the checkpoint.
 
@@ -102,9 +104,13 @@ def apply_entries(
     trips): such a failure propagates with the transaction aborted, and the caller rolls back
     and applies the batch again with ``isolate``, see :func:`optimistic`.
     ``deferred_checks=False`` when the tables have no foreign keys to defer.
+    ``checkpoint_as`` keeps the checkpoint under another name (a part of a split rebuild, see
+    ``cdb.projections.split``); ``diverted`` COPYs the rows of those ops into the tables named
+    instead of applying them.
     """
     outcome = BatchOutcome()
-    current = checkpoints.load(conn, definition.name, generation)
+    checkpoint_name = checkpoint_as or definition.name
+    current = checkpoints.load(conn, checkpoint_name, generation)
     entry_key = checkpoints.entry_key
     covered = {pos: entry_key(cp.last_entry_id) for pos, cp in current.items()}
     order = {topic: i for i, topic in enumerate(definition.topics)}
@@ -137,6 +143,7 @@ def apply_entries(
             fold=fold,
             isolate=isolate,
             deferred_checks=deferred_checks,
+            diverted=diverted,
         )
 
     if isolate:
@@ -148,7 +155,7 @@ def apply_entries(
     if record_dead_letters:
         record(conn, definition.name, generation, outcome.dead)
     outcome.checkpoints = _advanced(current, fresh, events)
-    checkpoints.save(conn, definition.name, generation, outcome.checkpoints)
+    checkpoints.save(conn, checkpoint_name, generation, outcome.checkpoints)
     return outcome
 
 
@@ -239,12 +246,22 @@ def apply_events(
     fold: bool = True,
     isolate: bool = True,
     deferred_checks: bool = True,
+    diverted: Mapping[str, str] | None = None,
 ) -> None:
     if not events:
         return
     # With folding, the same lookup tells which orders of the batch the table holds already.
     fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
     rows = batch_rows(events, fills)
+    for statement in definition.statements:
+        target = (diverted or {}).get(statement.op)
+        op_rows = rows.pop(statement.op, None) if target is not None else None
+        if op_rows:
+            values = row_values(statement.columns)
+            with conn.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+                copy.set_types(list(statement.types))
+                for row in op_rows:
+                    copy.write_row(values(row))
     # Without ``isolate`` the foreign keys (all initially deferred) are left to the commit: a
     # violation fails it, and ``optimistic`` applies the batch again isolated, which checks
     # them here and narrows the failure to an event. Two statements fewer per batch.

@@ -65,6 +65,11 @@ class Definition:
     tables: tuple[str, ...]  # parents first
     statements: tuple[Statement, ...]  # run in this order each batch
     source: Path
+    # A rebuild may split the history across processes by aggregate stream (see
+    # cdb.projections.split): every row is written by the events of one stream only, except
+    # those of the ``placeholders`` ops, which a split rebuild gathers and writes last.
+    splits_by_stream: bool = False
+    placeholders: tuple[str, ...] = ()
 
     @cached_property
     def event_types(self) -> frozenset[EventType]:
@@ -160,6 +165,17 @@ def parse_definition(path: Path) -> Definition:
                 # take a '%' for a placeholder.
                 raise ConfigError(f"{path}: sql.{op}: '%' is not allowed in a statement")
             statements.append(Statement(op, sql[op], tuple(columns), tuple(types)))
+        rebuild: dict[str, Any] = raw.get("rebuild", {})
+        unknown = sorted(set(rebuild) - {"split", "placeholders"})
+        if unknown:
+            raise ConfigError(f"{path}: rebuild: unknown keys {unknown}")
+        split = rebuild.get("split", "none")
+        if split not in ("none", "stream"):
+            raise ConfigError(f"{path}: rebuild.split: {split!r} is not 'none' or 'stream'")
+        placeholders = tuple(str(op) for op in rebuild.get("placeholders", ()))
+        stray = [op for op in placeholders if op not in raw["ops"]]
+        if stray:
+            raise ConfigError(f"{path}: rebuild.placeholders: {stray} are not among the ops")
         return Definition(
             name=str(raw["name"]),
             version=int(raw["version"]),
@@ -168,6 +184,8 @@ def parse_definition(path: Path) -> Definition:
             tables=tuple(str(t) for t in raw["tables"]),
             statements=tuple(statements),
             source=path,
+            splits_by_stream=split == "stream",
+            placeholders=placeholders,
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing key {exc}") from None

@@ -17,19 +17,23 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
 
 import psycopg
 import redis
 
+from cdb.errors import RebuildPartError
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
 from cdb.heap import frozen_heap
-from cdb.projections import BUILD_BATCH, checkpoints, shadow
+from cdb.projections import BUILD_BATCH, checkpoints, shadow, split
 from cdb.projections.apply import BatchOutcome, Entry, apply_entries, optimistic
 from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
@@ -57,6 +61,8 @@ class RebuildReport:
     dead_letters: int
     seconds: float
     dropped_old: bool
+    parts: int = 1  # processes the load was split across (--jobs)
+    part_peak_rss_kb: int = 0  # the largest peak RSS of the processes started for it
 
 
 class _Builder:
@@ -74,8 +80,14 @@ class _Builder:
         generation: int,
         batch_size: int,
         record_dead_letters: bool = True,
+        part: tuple[int, int] | None = None,
     ) -> None:
         self.definition = definition
+        # In a split build (cdb.projections.split): which part of how many this builder applies,
+        # the name its checkpoints go under, and where the placeholder rows go.
+        self.part = part
+        self.checkpoint_name = split.part_name(definition.name, *part) if part else definition.name
+        self.diverted = split.diverted(definition, schema) if part else None
         self.client = client
         self.keys = Keys(namespace)
         self.positions = stream_positions(definition, topology)
@@ -89,7 +101,7 @@ class _Builder:
         self.deferred_checks = True
         self.dead = 0
         with conn.transaction():
-            self.cps = checkpoints.load(conn, definition.name, generation)
+            self.cps = checkpoints.load(conn, self.checkpoint_name, generation)
 
     def consumed(self) -> int:
         return sum(cp.events_applied for cp in self.cps.values())
@@ -111,6 +123,9 @@ class _Builder:
 
     def apply(self, entries: list[Entry], *, isolate: bool = True) -> BatchOutcome:
         """Apply in the caller's transaction; see :meth:`advance` once it committed."""
+        if self.part is not None:
+            index, parts = self.part
+            entries = [e for e in entries if split.part_of(e.fields, parts) == index]
         return apply_entries(
             self.conn,
             self.definition,
@@ -120,6 +135,8 @@ class _Builder:
             record_dead_letters=self.record,
             isolate=isolate,
             deferred_checks=self.deferred_checks,
+            checkpoint_as=self.checkpoint_name,
+            diverted=self.diverted,
         )
 
     def _batch(self, entries: list[Entry]) -> Callable[[bool], BatchOutcome]:
@@ -287,8 +304,13 @@ def rebuild(
     batch_size: int = BUILD_BATCH,
     drop_old: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    jobs: int = 1,
 ) -> RebuildReport:
-    """Build the projection's next generation, swap it in; resumes an interrupted rebuild."""
+    """Build the projection's next generation, swap it in; resumes an interrupted rebuild.
+
+    ``jobs`` > 1 splits the load across that many processes where the definition allows it
+    (``cdb.projections.split``); an interrupted split build resumes split, in as many parts.
+    """
     definition.check(topology)
     started = time.monotonic()
     name = definition.name
@@ -305,9 +327,29 @@ def rebuild(
                 # the end replaces a trigger per row written.
                 shadow.create_tables(conn, definition, build, foreign_keys=False)
                 checkpoints.delete(conn, name, generation)
+                split.forget(conn, name, generation)
                 checkpoints.update_state(
                     conn, name, building_generation=generation, state="rebuilding"
                 )
+            parts = split.parts_in_progress(conn, name, generation)
+            loaded = shadow.has_foreign_keys(conn, build)  # an earlier run finished the load
+        if parts is None and jobs > 1 and definition.splits_by_stream and not loaded:
+            parts = jobs
+        split_report = _SplitReport()
+        if parts is not None:
+            split_report = _build_split(
+                definition,
+                client,
+                topology,
+                namespace,
+                database_url,
+                conn=conn,
+                schema=build,
+                generation=generation,
+                parts=parts,
+                batch_size=batch_size,
+                progress=progress,
+            )
         builder = _Builder(
             definition,
             client,
@@ -320,7 +362,7 @@ def rebuild(
         )
         # The build tables get their foreign keys after the load (unless an earlier run got
         # that far): until then there is nothing to defer and check at the end of each batch.
-        builder.deferred_checks = shadow.has_foreign_keys(conn, build)
+        builder.deferred_checks = loaded
         builder.build(progress)
         with conn.transaction():
             shadow.create_indexes(conn, definition, build)
@@ -335,10 +377,160 @@ def rebuild(
         generation=generation,
         previous_generation=previous,
         events=events,
-        dead_letters=builder.dead,
+        dead_letters=builder.dead + split_report.dead_letters,
         seconds=time.monotonic() - started,
         dropped_old=drop_old,
+        parts=parts or 1,
+        part_peak_rss_kb=split_report.peak_rss_kb,
     )
+
+
+@dataclass(frozen=True)
+class _SplitReport:
+    dead_letters: int = 0
+    peak_rss_kb: int = 0  # the largest of the started processes'
+
+
+_PART_POLL_S = 0.5
+
+
+def _build_split(
+    definition: Definition,
+    client: redis.Redis,
+    topology: Topology,
+    namespace: str,
+    database_url: str,
+    *,
+    conn: psycopg.Connection,
+    schema: str,
+    generation: int,
+    parts: int,
+    batch_size: int,
+    progress: Callable[[Progress], None] | None,
+) -> _SplitReport:
+    """Load the history up to the current heads in ``parts`` processes (this one is part 0),
+    then merge their checkpoints into the generation's (see ``cdb.projections.split``)."""
+    with conn.transaction():
+        split.prepare(conn, definition, schema, generation, parts)
+    keys = Keys(namespace)
+    until = {pos: head(client, keys, pos)[0] for pos in stream_positions(definition, topology)}
+    # Forked, not spawned: a part needs the Redis client it was given (a fork reconnects it,
+    # redis-py checks the pid) and starts without importing everything again.
+    context = multiprocessing.get_context("fork")
+    done = context.Array("q", parts, lock=False)  # events consumed per part
+    dead = context.Array("q", parts, lock=False)
+    peak = context.Array("q", parts, lock=False)
+    others = [
+        context.Process(
+            target=_part,
+            args=(definition, client, topology, namespace, database_url),
+            kwargs={
+                "schema": schema,
+                "generation": generation,
+                "batch_size": batch_size,
+                "part": (index, parts),
+                "until": until,
+                "counters": (done, dead, peak),
+            },
+            name=f"cdb-rebuild-{definition.name}-{index + 1}of{parts}",
+            daemon=True,
+        )
+        for index in range(1, parts)
+    ]
+    builder = _Builder(
+        definition,
+        client,
+        topology,
+        namespace,
+        conn=conn,
+        schema=schema,
+        generation=generation,
+        batch_size=batch_size,
+        part=(0, parts),
+    )
+    builder.deferred_checks = False  # the load comes before the foreign keys
+    total = builder.total()
+
+    def report(own: Progress | None = None) -> None:
+        if own is not None:
+            done[0], dead[0] = own.done, own.dead_letters
+        if progress is not None:
+            consumed = sum(done)
+            progress(Progress("build", consumed, max(total, consumed), sum(dead)))
+
+    for process in others:
+        process.start()
+    try:
+        builder.build(report, until=until)
+        for process in others:
+            while process.is_alive():
+                process.join(_PART_POLL_S)
+                report()
+        failed = [p for p in others if p.exitcode != 0]
+        if failed:
+            raise RebuildPartError(
+                definition.name,
+                [(p.name, p.exitcode if p.exitcode is not None else -1) for p in failed],
+            )
+    finally:
+        for process in others:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    with conn.transaction():
+        checkpoints.lock(conn, definition.name)
+        split.merge(conn, definition, schema, generation, parts=parts, until=until)
+    return _SplitReport(dead_letters=sum(dead), peak_rss_kb=max(peak[1:], default=0))
+
+
+def _part(
+    definition: Definition,
+    client: redis.Redis,
+    topology: Topology,
+    namespace: str,
+    database_url: str,
+    *,
+    schema: str,
+    generation: int,
+    batch_size: int,
+    part: tuple[int, int],
+    until: dict[StreamPos, str],
+    counters: tuple[SynchronizedArray[int], SynchronizedArray[int], SynchronizedArray[int]],
+) -> None:
+    """One part of a split build, in a process of its own."""
+    done, dead, peak = counters
+    index = part[0]
+
+    def report(own: Progress) -> None:
+        done[index], dead[index] = own.done, own.dead_letters
+
+    with connect(database_url) as conn:
+        builder = _Builder(
+            definition,
+            client,
+            topology,
+            namespace,
+            conn=conn,
+            schema=schema,
+            generation=generation,
+            batch_size=batch_size,
+            part=part,
+        )
+        builder.deferred_checks = False
+        builder.build(report, until=until)
+    peak[index] = peak_rss_kb()
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS (the kernel's high-water mark of its address space; 0 where
+    there is no /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _swap(

@@ -75,3 +75,36 @@ def test_a_few_rows_are_read_from_a_values_list_named_like_the_rows_table() -> N
     )
     assert sql.count("%s::numeric") == 2 * statement.types.count("numeric")
     assert sql.endswith(statement.render("public"))
+
+
+_ALERTS = (
+    'name = "x"\nversion = 1\ngroup = "g"\ntables = ["alerts"]\nops = ["alert"]\n'
+    '[topics]\nalerts = ["ALERT_RAISED"]\n[columns]\nalert = "id text"\n'
+    '[sql]\nalert = "INSERT INTO {schema}.alerts (id) SELECT id FROM {rows} AS u"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("rebuild", "error"),
+    [
+        ('split = "aggregate"', "rebuild.split: 'aggregate' is not 'none' or 'stream'"),
+        ('split = "stream"\nplaceholders = ["stub"]', r"placeholders: \['stub'\] are not"),
+        ('split = "stream"\nshards = 2', r"rebuild: unknown keys \['shards'\]"),
+    ],
+)
+def test_a_rebuild_table_that_cannot_be_followed_is_refused(
+    tmp_path: Path, rebuild: str, error: str
+) -> None:
+    path = tmp_path / "x.v1.toml"
+    path.write_text(_ALERTS + f"[rebuild]\n{rebuild}\n")
+    with pytest.raises(ConfigError, match=error):
+        parse_definition(path)
+
+
+def test_only_definitions_that_say_so_are_split_by_stream(tmp_path: Path) -> None:
+    path = tmp_path / "x.v1.toml"
+    path.write_text(_ALERTS)
+    plain = parse_definition(path)
+    assert (plain.splits_by_stream, plain.placeholders) == (False, ())
+    trading = load_definitions()["trading"]
+    assert (trading.splits_by_stream, trading.placeholders) == (True, ("signal_stub",))

@@ -1,0 +1,133 @@
+"""A rebuild split across processes (``--jobs``): the rows of one process, resumable, loud."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from cdb.errors import RebuildPartError
+from cdb.projections import rebuild as rebuild_module
+from cdb.projections import shadow, split
+from cdb.projections.rebuild import Progress, rebuild
+from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
+from tests.integration.projections.test_rebuild import _digests, _project_all
+
+
+def _leftovers(env: Env, name: str) -> tuple[int, bool]:
+    """Part checkpoints left, and whether a placeholder side table is left."""
+    with psycopg.connect(env.url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM projection_checkpoints WHERE starts_with(projection, %s)",
+            (name + "/",),
+        ).fetchone()
+        side = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'cdb_placeholders_%'"
+        ).fetchone()
+    assert row is not None
+    assert side is not None
+    return int(row[0]), bool(side[0])
+
+
+@pytest.mark.parametrize("name", ["trading", "positions"])
+def test_a_split_rebuild_gives_the_rows_of_one_process(env: Env, name: str) -> None:
+    definition = env.definitions[name]
+    append_cycles(env.store, 60)
+    # One order the orders table cannot hold: dead-lettered once, by the part it belongs to.
+    append_oversized_order(env.store, datetime(2026, 1, 5, tzinfo=UTC))
+    append_cycles(env.store, 60, start=60)
+    _project_all({name: definition}, env.client, env.topology, env.namespace, env.url)
+    before = _digests({name: definition}, env.url)
+
+    report = rebuild(
+        definition, env.client, env.topology, env.namespace, env.url, batch_size=50, jobs=3
+    )
+
+    assert report.parts == 3
+    assert report.part_peak_rss_kb > 0
+    assert report.dead_letters == (1 if name == "trading" else 0)
+    assert _digests({name: definition}, env.url) == before
+    assert _leftovers(env, name) == (0, False)
+    with psycopg.connect(env.url) as conn:
+        applied = conn.execute(
+            "SELECT sum(events_applied) FROM projection_checkpoints "
+            "WHERE projection = %s AND generation = %s",
+            (name, report.generation),
+        ).fetchone()
+    assert applied is not None
+    assert applied[0] == report.events  # each entry counted once
+
+
+def test_an_interrupted_split_rebuild_resumes_in_as_many_parts(env: Env) -> None:
+    trading = env.definitions["trading"]
+    append_cycles(env.store, 100)
+    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
+    before = _digests({"trading": trading}, env.url)
+    seen: list[int] = []
+
+    def interrupt(progress: Progress) -> None:
+        seen.append(progress.done)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(
+            trading,
+            env.client,
+            env.topology,
+            env.namespace,
+            env.url,
+            batch_size=20,
+            progress=interrupt,
+            jobs=2,
+        )
+    with psycopg.connect(env.url) as conn:
+        assert split.parts_in_progress(conn, "trading", 2) == 2
+
+    resumed: list[int] = []
+    report = rebuild(
+        trading,
+        env.client,
+        env.topology,
+        env.namespace,
+        env.url,
+        batch_size=20,
+        progress=lambda p: resumed.append(p.done),
+        jobs=1,  # asked for one: the split build goes on in its two parts
+    )
+    assert report.parts == 2
+    assert resumed[0] > 0  # the parts went on from their committed batches, not from zero
+    assert _digests({"trading": trading}, env.url) == before
+    assert _leftovers(env, "trading") == (0, False)
+
+
+def test_a_failing_part_fails_the_rebuild_and_a_second_run_completes_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trading = env.definitions["trading"]
+    append_cycles(env.store, 60)
+    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
+    before = _digests({"trading": trading}, env.url)
+    real_part = rebuild_module._part
+
+    def failing_part(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full (simulated)")
+
+    # The parts are forked: the second process runs the patched function.
+    monkeypatch.setattr(rebuild_module, "_part", failing_part)
+    with pytest.raises(RebuildPartError, match=r"cdb-rebuild-trading-2of2 \(exit code 1\)"):
+        rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
+    with psycopg.connect(env.url) as conn:
+        state = conn.execute(
+            "SELECT state FROM projection_state WHERE projection = 'trading'"
+        ).fetchone()
+        assert state == ("rebuilding",)
+        assert shadow.schema_exists(conn, shadow.build_schema("trading"))
+
+    monkeypatch.setattr(rebuild_module, "_part", real_part)
+    report = rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
+    assert report.parts == 2
+    assert _digests({"trading": trading}, env.url) == before
+    assert _leftovers(env, "trading") == (0, False)
