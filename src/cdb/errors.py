@@ -15,6 +15,7 @@
     ├── LeaseHeldError              another replica is the active one of a service (its lease)
     ├── ProjectionBusyError         another projector owns a projection (one writer per projection)
     ├── RebuildPartError            a process of a split rebuild failed (running it again resumes)
+    ├── SplitUnsafeError            an event writes a row of another stream: no split rebuild
     └── HandlerRejected             a handler's verdict: this entry can never succeed
 
 The CLI turns any CdbError into one clear line and a non-zero exit code; a bare traceback
@@ -134,6 +135,20 @@ class RebuildPartError(CdbError):
         super().__init__(
             f"rebuild of projection '{projection}': {parts} failed (its error is logged above); "
             f"run the rebuild again to resume where each part committed"
+        )
+
+
+class SplitUnsafeError(CdbError):
+    """An event writes a row keyed by neither its own aggregate nor itself, so the history
+    cannot be split by stream (``cdb.projections.split``): the rebuild starts over in one
+    process. Not the event's fault: never dead-lettered."""
+
+    def __init__(self, stream_id: str, event_id: str, op: str, key: str) -> None:
+        self.stream_id = stream_id
+        self.event_id = event_id
+        super().__init__(
+            f"event {event_id} of stream '{stream_id}' writes the {op} row of '{key}', "
+            "which belongs to another stream: this history cannot be rebuilt split by stream"
         )
 
 

@@ -14,7 +14,7 @@ from typing import NamedTuple, TypeVar
 
 import psycopg
 
-from cdb.errors import CdbError, ContractError
+from cdb.errors import CdbError, ContractError, SplitUnsafeError
 from cdb.eventstore.codec import RawFields
 from cdb.projections import checkpoints
 from cdb.projections.checkpoints import Checkpoint, StreamPos
@@ -171,12 +171,16 @@ def _apply_isolated(
         with conn.transaction():
             write([event for _, event in events])
         outcome.applied = len(events)
+    except SplitUnsafeError:
+        raise
     except EVENT_ERRORS:
         for entry, event in events:
             try:
                 with conn.transaction():
                     write([event])
                 outcome.applied += 1
+            except SplitUnsafeError:
+                raise
             except EVENT_ERRORS as exc:
                 outcome.dead.append(_letter(entry, event, exc))
 
@@ -207,6 +211,8 @@ def optimistic(
     try:
         with conn.pipeline() if pipelined else nullcontext(), conn.transaction():
             return batch(False)
+    except SplitUnsafeError:
+        raise
     except EVENT_ERRORS:
         pass
     with conn.transaction():
@@ -252,7 +258,8 @@ def apply_events(
         return
     # With folding, the same lookup tells which orders of the batch the table holds already.
     fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
-    rows = batch_rows(events, fills)
+    # A split build's part must only write rows of its own streams (placeholders aside).
+    rows = batch_rows(events, fills, stream_keyed_except=diverted)
     for statement in definition.statements:
         target = (diverted or {}).get(statement.op)
         op_rows = rows.pop(statement.op, None) if target is not None else None

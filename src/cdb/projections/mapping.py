@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
@@ -32,7 +32,7 @@ from cdb.domain.contracts import (
 )
 from cdb.domain.envelope import Contract
 from cdb.domain.event_types import EventType
-from cdb.errors import ContractError
+from cdb.errors import ContractError, SplitUnsafeError
 
 C = TypeVar("C", bound=Contract)
 
@@ -412,9 +412,17 @@ def orders_placed(events: Iterable[EventEnvelope]) -> set[str]:
 
 
 def batch_rows(
-    events: Sequence[EventEnvelope], fills: Mapping[str, OrderFill] | None = None
+    events: Sequence[EventEnvelope],
+    fills: Mapping[str, OrderFill] | None = None,
+    *,
+    stream_keyed_except: Container[str] | None = None,
 ) -> dict[str, list[Row]]:
-    """All rows of a batch per op, merged by key; ``fills`` is each reported order's prior fill."""
+    """All rows of a batch per op, merged by key; ``fills`` is each reported order's prior fill.
+
+    ``stream_keyed_except`` (a split rebuild, see ``cdb.projections.split``): every row of an
+    op not named there must be keyed by its event's aggregate id or by its event id, else
+    :class:`~cdb.errors.SplitUnsafeError`.
+    """
     running: dict[str, OrderFill] = dict(fills or {})
     merged: dict[str, dict[Any, Row]] = {op: {} for op in OP_KEYS}
     for event in events:
@@ -429,6 +437,8 @@ def batch_rows(
                     [("event_type", event.event_type.value, "no projection mapping for it")],
                 )
             pairs = mapper(event)
+        if stream_keyed_except is not None:
+            _check_stream_keyed(event, pairs, stream_keyed_except)
         for op, row in pairs:
             rows = merged[op]
             key = row[OP_KEYS[op]]
@@ -440,6 +450,16 @@ def batch_rows(
 
 
 _NO_FILL = OrderFill()
+
+
+def _check_stream_keyed(
+    event: EventEnvelope, pairs: Sequence[tuple[str, Row]], exempt: Container[str]
+) -> None:
+    own = aggregate_id(event.stream_id)
+    for op, row in pairs:
+        key = row[OP_KEYS[op]]
+        if op not in exempt and key != own and key != str(event.event_id):
+            raise SplitUnsafeError(event.stream_id, str(event.event_id), op, str(key))
 
 
 def _merge(rows: dict[Any, Row], op: str, key: Any, row: Row) -> None:

@@ -6,7 +6,9 @@
    live projector keeps them up to date meanwhile. A reader thread fetches the next
    round (aligned in time across the partitions) while the current one is written; rows of keys
    new to the tables are folded and COPYed (``cdb.projections.fold``); secondary indexes and
-   foreign keys are added after the load.
+   foreign keys are added after the load. With ``jobs`` > 1 the load up to the heads of the
+   moment is split across processes by aggregate stream where the definition allows it
+   (``cdb.projections.split``).
 2. Catch up: keep building until the reader reaches the ends of the partitions.
 3. Swap: in one transaction holding the projection's lock (the live projector waits), apply the
    last entries up to the head, move the live tables out and the new ones in, record the new
@@ -17,8 +19,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +33,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from cdb.errors import RebuildPartError
+from cdb.errors import RebuildPartError, SplitUnsafeError
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
 from cdb.heap import frozen_heap
@@ -40,6 +44,8 @@ from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
 from cdb.projections.source import head, read_ranges, stream_positions
+
+log = logging.getLogger(__name__)
 
 VERIFY_GENERATION = 0  # checkpoints of a verify scratch build; never an active generation
 
@@ -350,6 +356,19 @@ def rebuild(
                 batch_size=batch_size,
                 progress=progress,
             )
+        if split_report.unsafe is not None:
+            # Rows already written may be wrong (an order's fills split between parts): start
+            # the generation over, in one process.
+            log.warning(
+                "rebuild of %s: %s; starting over in one process", name, split_report.unsafe
+            )
+            with conn.transaction():
+                checkpoints.lock(conn, name)
+                shadow.drop_schema(conn, build)
+                shadow.create_tables(conn, definition, build, foreign_keys=False)
+                checkpoints.delete(conn, name, generation)
+                split.forget(conn, name, generation)
+            parts, split_report = None, _SplitReport()
         builder = _Builder(
             definition,
             client,
@@ -389,6 +408,11 @@ def rebuild(
 class _SplitReport:
     dead_letters: int = 0
     peak_rss_kb: int = 0  # the largest of the started processes'
+    unsafe: str | None = None  # why the history cannot be split (see SplitUnsafeError)
+
+
+# Exit code of a part that met a SplitUnsafeError (any other failure exits with 1).
+_UNSAFE_EXIT = 3
 
 
 _PART_POLL_S = 0.5
@@ -461,11 +485,16 @@ def _build_split(
     for process in others:
         process.start()
     try:
-        builder.build(report, until=until)
+        try:
+            builder.build(report, until=until)
+        except SplitUnsafeError as exc:
+            return _SplitReport(unsafe=str(exc))
         for process in others:
             while process.is_alive():
                 process.join(_PART_POLL_S)
                 report()
+        if any(p.exitcode == _UNSAFE_EXIT for p in others):
+            return _SplitReport(unsafe="a part met an event writing a row of another stream")
         failed = [p for p in others if p.exitcode != 0]
         if failed:
             raise RebuildPartError(
@@ -517,7 +546,11 @@ def _part(
             part=part,
         )
         builder.deferred_checks = False
-        builder.build(report, until=until)
+        try:
+            builder.build(report, until=until)
+        except SplitUnsafeError as exc:
+            log.warning("%s", exc)
+            sys.exit(_UNSAFE_EXIT)
     peak[index] = peak_rss_kb()
 
 

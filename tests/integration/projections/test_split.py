@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 import psycopg
 import pytest
 
+from cdb.domain.event_types import EventType
 from cdb.errors import RebuildPartError
+from cdb.eventstore.store import AppendRequest, AppendResult
 from cdb.projections import rebuild as rebuild_module
 from cdb.projections import shadow, split
 from cdb.projections.rebuild import Progress, rebuild
+from cdb.projections.sample import cycle
 from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
 from tests.integration.projections.test_rebuild import _digests, _project_all
 
@@ -129,5 +133,35 @@ def test_a_failing_part_fails_the_rebuild_and_a_second_run_completes_it(
     monkeypatch.setattr(rebuild_module, "_part", real_part)
     report = rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
     assert report.parts == 2
+    assert _digests({"trading": trading}, env.url) == before
+    assert _leftovers(env, "trading") == (0, False)
+
+
+@pytest.mark.parametrize("part", [0, 1], ids=["in-this-process", "in-a-forked-part"])
+def test_a_history_that_cannot_be_split_is_rebuilt_in_one_process(env: Env, part: int) -> None:
+    # Cycle 41's fills are stored on another order stream than their order's: the part of that
+    # stream would write the order's row (and sum its fills) beside the order's own part.
+    rogue = next(
+        stream
+        for n in count()
+        if split.part_of({b"s": (stream := f"order-rogue{n}").encode()}, 2) == part
+    )
+    trading = env.definitions["trading"]
+    append_cycles(env.store, 41)
+    fills = {EventType.ORDER_PARTIALLY_FILLED, EventType.ORDER_FILLED}
+    moved = [
+        AppendRequest(rogue, r.events, None) if r.events[0].event_type in fills else r
+        for r in cycle(41)
+    ]
+    assert any(r.stream_id == rogue for r in moved)
+    assert all(isinstance(r, AppendResult) for r in env.store.append_many(moved))
+    append_cycles(env.store, 20, start=42)
+    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
+    before = _digests({"trading": trading}, env.url)
+
+    report = rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
+
+    assert report.parts == 1
+    assert report.dead_letters == 0
     assert _digests({"trading": trading}, env.url) == before
     assert _leftovers(env, "trading") == (0, False)
