@@ -341,21 +341,10 @@ def rebuild(
             loaded = shadow.has_foreign_keys(conn, build)  # an earlier run finished the load
         if parts is None and jobs > 1 and definition.splits_by_stream and not loaded:
             parts = jobs
+        job = _Job(definition, client, topology, namespace, build, generation, batch_size)
         split_report = _SplitReport()
         if parts is not None:
-            split_report = _build_split(
-                definition,
-                client,
-                topology,
-                namespace,
-                database_url,
-                conn=conn,
-                schema=build,
-                generation=generation,
-                parts=parts,
-                batch_size=batch_size,
-                progress=progress,
-            )
+            split_report = _build_split(job, database_url, conn, parts=parts, progress=progress)
         if split_report.unsafe is not None:
             # Rows already written may be wrong (an order's fills split between parts): start
             # the generation over, in one process.
@@ -369,16 +358,7 @@ def rebuild(
                 checkpoints.delete(conn, name, generation)
                 split.forget(conn, name, generation)
             parts, split_report = None, _SplitReport()
-        builder = _Builder(
-            definition,
-            client,
-            topology,
-            namespace,
-            conn=conn,
-            schema=build,
-            generation=generation,
-            batch_size=batch_size,
-        )
+        builder = job.builder(conn)
         # The build tables get their foreign keys after the load (unless an earlier run got
         # that far): until then there is nothing to defer and check at the end of each batch.
         builder.deferred_checks = loaded
@@ -405,6 +385,35 @@ def rebuild(
 
 
 @dataclass(frozen=True)
+class _Job:
+    """What every builder of one rebuild shares."""
+
+    definition: Definition
+    client: redis.Redis
+    topology: Topology
+    namespace: str
+    schema: str
+    generation: int
+    batch_size: int
+
+    def builder(self, conn: psycopg.Connection, part: tuple[int, int] | None = None) -> _Builder:
+        builder = _Builder(
+            self.definition,
+            self.client,
+            self.topology,
+            self.namespace,
+            conn=conn,
+            schema=self.schema,
+            generation=self.generation,
+            batch_size=self.batch_size,
+            part=part,
+        )
+        if part is not None:
+            builder.deferred_checks = False  # a split is the load, before the foreign keys
+        return builder
+
+
+@dataclass(frozen=True)
 class _SplitReport:
     dead_letters: int = 0
     peak_rss_kb: int = 0  # the largest of the started processes'
@@ -419,25 +428,22 @@ _PART_POLL_S = 0.5
 
 
 def _build_split(
-    definition: Definition,
-    client: redis.Redis,
-    topology: Topology,
-    namespace: str,
+    job: _Job,
     database_url: str,
-    *,
     conn: psycopg.Connection,
-    schema: str,
-    generation: int,
+    *,
     parts: int,
-    batch_size: int,
     progress: Callable[[Progress], None] | None,
 ) -> _SplitReport:
     """Load the history up to the current heads in ``parts`` processes (this one is part 0),
     then merge their checkpoints into the generation's (see ``cdb.projections.split``)."""
+    definition, schema, generation = job.definition, job.schema, job.generation
     with conn.transaction():
         split.prepare(conn, definition, schema, generation, parts)
-    keys = Keys(namespace)
-    until = {pos: head(client, keys, pos)[0] for pos in stream_positions(definition, topology)}
+    keys = Keys(job.namespace)
+    until = {
+        pos: head(job.client, keys, pos)[0] for pos in stream_positions(definition, job.topology)
+    }
     # Forked, not spawned: a part needs the Redis client it was given (a fork reconnects it,
     # redis-py checks the pid) and starts without importing everything again.
     context = multiprocessing.get_context("fork")
@@ -447,32 +453,13 @@ def _build_split(
     others = [
         context.Process(
             target=_part,
-            args=(definition, client, topology, namespace, database_url),
-            kwargs={
-                "schema": schema,
-                "generation": generation,
-                "batch_size": batch_size,
-                "part": (index, parts),
-                "until": until,
-                "counters": (done, dead, peak),
-            },
+            args=(job, database_url, (index, parts), until, (done, dead, peak)),
             name=f"cdb-rebuild-{definition.name}-{index + 1}of{parts}",
             daemon=True,
         )
         for index in range(1, parts)
     ]
-    builder = _Builder(
-        definition,
-        client,
-        topology,
-        namespace,
-        conn=conn,
-        schema=schema,
-        generation=generation,
-        batch_size=batch_size,
-        part=(0, parts),
-    )
-    builder.deferred_checks = False  # the load comes before the foreign keys
+    builder = job.builder(conn, (0, parts))
     total = builder.total()
 
     def report(own: Progress | None = None) -> None:
@@ -513,15 +500,8 @@ def _build_split(
 
 
 def _part(
-    definition: Definition,
-    client: redis.Redis,
-    topology: Topology,
-    namespace: str,
+    job: _Job,
     database_url: str,
-    *,
-    schema: str,
-    generation: int,
-    batch_size: int,
     part: tuple[int, int],
     until: dict[StreamPos, str],
     counters: tuple[SynchronizedArray[int], SynchronizedArray[int], SynchronizedArray[int]],
@@ -534,20 +514,8 @@ def _part(
         done[index], dead[index] = own.done, own.dead_letters
 
     with connect(database_url) as conn:
-        builder = _Builder(
-            definition,
-            client,
-            topology,
-            namespace,
-            conn=conn,
-            schema=schema,
-            generation=generation,
-            batch_size=batch_size,
-            part=part,
-        )
-        builder.deferred_checks = False
         try:
-            builder.build(report, until=until)
+            job.builder(conn, part).build(report, until=until)
         except SplitUnsafeError as exc:
             log.warning("%s", exc)
             sys.exit(_UNSAFE_EXIT)

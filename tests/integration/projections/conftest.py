@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis
@@ -16,6 +17,9 @@ from cdb.eventstore.store import AppendResult, EventStore
 from cdb.eventstore.topology import Topology, load_topology
 from cdb.projections import db
 from cdb.projections.definitions import Definition, load_definitions
+from cdb.projections.digest import Digest, projection_digest
+from cdb.projections.engine import Projector, connect, wait_caught_up
+from cdb.projections.rebuild import Progress, RebuildReport, rebuild
 from cdb.projections.sample import requests
 
 
@@ -85,3 +89,40 @@ def append_oversized_order(store: EventStore, at: datetime) -> None:
         payload=huge,
     )
     store.append("order-huge", [event], 0)
+
+
+def project_live(env: Env, *names: str) -> dict[str, Digest]:
+    """Run the live projectors of ``names`` until caught up; the digests of their tables."""
+    for name in names:
+        projector = Projector(
+            env.definitions[name], env.client, env.topology, env.namespace, env.url, block_ms=50
+        )
+        wait_caught_up(projector)
+        projector.close()
+    return digests(env, *names)
+
+
+def digests(env: Env, *names: str) -> dict[str, Digest]:
+    with connect(env.url) as conn:
+        return {n: projection_digest(conn, env.definitions[n], "public") for n in names}
+
+
+def rebuild_of(env: Env, name: str, **options: Any) -> RebuildReport:
+    return rebuild(
+        env.definitions[name], env.client, env.topology, env.namespace, env.url, **options
+    )
+
+
+def interrupted_rebuild(env: Env, name: str, *, after: int, **options: Any) -> list[int]:
+    """A rebuild stopped by Ctrl-C once it reported progress ``after`` times; the progress
+    it reported."""
+    seen: list[int] = []
+
+    def interrupt(progress: Progress) -> None:
+        seen.append(progress.done)
+        if len(seen) == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild_of(env, name, progress=interrupt, **options)
+    return seen

@@ -18,7 +18,12 @@ from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import Projector, connect, wait_caught_up
 from cdb.projections.models import metadata
 from cdb.projections.rebuild import Progress, rebuild, verify
-from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
+from tests.integration.projections.conftest import (
+    Env,
+    append_cycles,
+    append_oversized_order,
+    interrupted_rebuild,
+)
 
 
 def _project_all(
@@ -159,23 +164,7 @@ def test_an_interrupted_rebuild_resumes_where_it_stopped(env: Env, keys_added: b
     append_cycles(env.store, 80)
     _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
     before = _digests({"trading": trading}, env.url)
-    seen: list[int] = []
-
-    def interrupt(progress: Progress) -> None:
-        seen.append(progress.done)
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        rebuild(
-            trading,
-            env.client,
-            env.topology,
-            env.namespace,
-            env.url,
-            batch_size=20,
-            progress=interrupt,
-        )
+    seen = interrupted_rebuild(env, "trading", after=2, batch_size=20)
     with psycopg.connect(env.url) as conn:
         state = conn.execute(
             "SELECT state, building_generation FROM projection_state WHERE projection = 'trading'"

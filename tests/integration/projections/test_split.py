@@ -14,10 +14,16 @@ from cdb.errors import RebuildPartError
 from cdb.eventstore.store import AppendRequest, AppendResult
 from cdb.projections import rebuild as rebuild_module
 from cdb.projections import shadow, split
-from cdb.projections.rebuild import Progress, rebuild
 from cdb.projections.sample import cycle
-from tests.integration.projections.conftest import Env, append_cycles, append_oversized_order
-from tests.integration.projections.test_rebuild import _digests, _project_all
+from tests.integration.projections.conftest import (
+    Env,
+    append_cycles,
+    append_oversized_order,
+    digests,
+    interrupted_rebuild,
+    project_live,
+    rebuild_of,
+)
 
 
 def _leftovers(env: Env, name: str) -> tuple[int, bool]:
@@ -37,22 +43,18 @@ def _leftovers(env: Env, name: str) -> tuple[int, bool]:
 
 @pytest.mark.parametrize("name", ["trading", "positions"])
 def test_a_split_rebuild_gives_the_rows_of_one_process(env: Env, name: str) -> None:
-    definition = env.definitions[name]
     append_cycles(env.store, 60)
     # One order the orders table cannot hold: dead-lettered once, by the part it belongs to.
     append_oversized_order(env.store, datetime(2026, 1, 5, tzinfo=UTC))
     append_cycles(env.store, 60, start=60)
-    _project_all({name: definition}, env.client, env.topology, env.namespace, env.url)
-    before = _digests({name: definition}, env.url)
+    before = project_live(env, name)
 
-    report = rebuild(
-        definition, env.client, env.topology, env.namespace, env.url, batch_size=50, jobs=3
-    )
+    report = rebuild_of(env, name, batch_size=50, jobs=3)
 
     assert report.parts == 3
     assert report.part_peak_rss_kb > 0
     assert report.dead_letters == (1 if name == "trading" else 0)
-    assert _digests({name: definition}, env.url) == before
+    assert digests(env, name) == before
     assert _leftovers(env, name) == (0, False)
     with psycopg.connect(env.url) as conn:
         applied = conn.execute(
@@ -65,55 +67,26 @@ def test_a_split_rebuild_gives_the_rows_of_one_process(env: Env, name: str) -> N
 
 
 def test_an_interrupted_split_rebuild_resumes_in_as_many_parts(env: Env) -> None:
-    trading = env.definitions["trading"]
     append_cycles(env.store, 100)
-    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
-    before = _digests({"trading": trading}, env.url)
-    seen: list[int] = []
-
-    def interrupt(progress: Progress) -> None:
-        seen.append(progress.done)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        rebuild(
-            trading,
-            env.client,
-            env.topology,
-            env.namespace,
-            env.url,
-            batch_size=20,
-            progress=interrupt,
-            jobs=2,
-        )
+    before = project_live(env, "trading")
+    interrupted_rebuild(env, "trading", after=3, batch_size=20, jobs=2)
     with psycopg.connect(env.url) as conn:
         assert split.parts_in_progress(conn, "trading", 2) == 2
 
     resumed: list[int] = []
-    report = rebuild(
-        trading,
-        env.client,
-        env.topology,
-        env.namespace,
-        env.url,
-        batch_size=20,
-        progress=lambda p: resumed.append(p.done),
-        jobs=1,  # asked for one: the split build goes on in its two parts
-    )
+    # Asked for one process: the split build goes on in its two parts.
+    report = rebuild_of(env, "trading", batch_size=20, progress=lambda p: resumed.append(p.done))
     assert report.parts == 2
     assert resumed[0] > 0  # the parts went on from their committed batches, not from zero
-    assert _digests({"trading": trading}, env.url) == before
+    assert digests(env, "trading") == before
     assert _leftovers(env, "trading") == (0, False)
 
 
 def test_a_failing_part_fails_the_rebuild_and_a_second_run_completes_it(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trading = env.definitions["trading"]
     append_cycles(env.store, 60)
-    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
-    before = _digests({"trading": trading}, env.url)
+    before = project_live(env, "trading")
     real_part = rebuild_module._part
 
     def failing_part(*args: Any, **kwargs: Any) -> None:
@@ -122,7 +95,7 @@ def test_a_failing_part_fails_the_rebuild_and_a_second_run_completes_it(
     # The parts are forked: the second process runs the patched function.
     monkeypatch.setattr(rebuild_module, "_part", failing_part)
     with pytest.raises(RebuildPartError, match=r"cdb-rebuild-trading-2of2 \(exit code 1\)"):
-        rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
+        rebuild_of(env, "trading", jobs=2)
     with psycopg.connect(env.url) as conn:
         state = conn.execute(
             "SELECT state FROM projection_state WHERE projection = 'trading'"
@@ -131,9 +104,8 @@ def test_a_failing_part_fails_the_rebuild_and_a_second_run_completes_it(
         assert shadow.schema_exists(conn, shadow.build_schema("trading"))
 
     monkeypatch.setattr(rebuild_module, "_part", real_part)
-    report = rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
-    assert report.parts == 2
-    assert _digests({"trading": trading}, env.url) == before
+    assert rebuild_of(env, "trading", jobs=2).parts == 2
+    assert digests(env, "trading") == before
     assert _leftovers(env, "trading") == (0, False)
 
 
@@ -146,7 +118,6 @@ def test_a_history_that_cannot_be_split_is_rebuilt_in_one_process(env: Env, part
         for n in count()
         if split.part_of({b"s": (stream := f"order-rogue{n}").encode()}, 2) == part
     )
-    trading = env.definitions["trading"]
     append_cycles(env.store, 41)
     fills = {EventType.ORDER_PARTIALLY_FILLED, EventType.ORDER_FILLED}
     moved = [
@@ -156,12 +127,11 @@ def test_a_history_that_cannot_be_split_is_rebuilt_in_one_process(env: Env, part
     assert any(r.stream_id == rogue for r in moved)
     assert all(isinstance(r, AppendResult) for r in env.store.append_many(moved))
     append_cycles(env.store, 20, start=42)
-    _project_all({"trading": trading}, env.client, env.topology, env.namespace, env.url)
-    before = _digests({"trading": trading}, env.url)
+    before = project_live(env, "trading")
 
-    report = rebuild(trading, env.client, env.topology, env.namespace, env.url, jobs=2)
+    report = rebuild_of(env, "trading", jobs=2)
 
     assert report.parts == 1
     assert report.dead_letters == 0
-    assert _digests({"trading": trading}, env.url) == before
+    assert digests(env, "trading") == before
     assert _leftovers(env, "trading") == (0, False)

@@ -287,6 +287,19 @@ def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
     assert reads <= 2  # the first read; every later one rode behind a wait
 
 
+def _lingering(client: redis.Redis, namespace: str, handler: Any, *, block_ms: int) -> Consumer:
+    """A consumer lingering 1 s, the most allowed (slack for a slow host)."""
+    return Consumer(
+        client,
+        topology(batch_size=BATCH, claim_idle_ms=60_000, linger_ms=1000),
+        namespace,
+        topic=TOPIC,
+        group=GROUP,
+        handler=handler,
+        block_ms=block_ms,
+    )
+
+
 def test_a_lingering_consumer_handles_a_trickle_in_one_cycle(
     redis_client: redis.Redis,
     namespace: str,
@@ -298,15 +311,7 @@ def test_a_lingering_consumer_handles_a_trickle_in_one_cycle(
     # scripts instead of five). Without the linger each is handled on its own, as soon as it is
     # there (the trickle test above).
     seen = Seen()
-    consumer = Consumer(
-        redis_client,
-        topology(batch_size=BATCH, claim_idle_ms=60_000, linger_ms=1000),
-        namespace,
-        topic=TOPIC,
-        group=GROUP,
-        handler=seen,
-        block_ms=1_500,
-    )
+    consumer = _lingering(redis_client, namespace, seen, block_ms=1_500)
     cycles: list[int] = []
     real_run = consumer._run
 
@@ -341,15 +346,7 @@ def test_a_stop_ends_a_linger_at_once(
 ) -> None:
     # Lingering 1 s after a trickle: a SIGTERM arriving then must not wait the linger out.
     seen = Seen()
-    consumer = Consumer(
-        redis_client,
-        topology(batch_size=BATCH, claim_idle_ms=60_000, linger_ms=1000),
-        namespace,
-        topic=TOPIC,
-        group=GROUP,
-        handler=seen,
-        block_ms=100,
-    )
+    consumer = _lingering(redis_client, namespace, seen, block_ms=100)
     lingering = threading.Event()
     real_linger = consumer._linger
 
