@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 
@@ -445,8 +446,10 @@ def _build_split(
         pos: head(job.client, keys, pos)[0] for pos in stream_positions(definition, job.topology)
     }
     # Forked, not spawned: a part needs the Redis client it was given (a fork reconnects it,
-    # redis-py checks the pid) and starts without importing everything again.
-    context = multiprocessing.get_context("fork")
+    # redis-py checks the pid) and starts without importing everything again. Where there is no
+    # fork, this process runs the parts one after another: the same rows, one core.
+    forking = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if forking else None)
     done = context.Array("q", parts, lock=False)  # events consumed per part
     dead = context.Array("q", parts, lock=False)
     peak = context.Array("q", parts, lock=False)
@@ -457,14 +460,13 @@ def _build_split(
             name=f"cdb-rebuild-{definition.name}-{index + 1}of{parts}",
             daemon=True,
         )
-        for index in range(1, parts)
+        for index in range(1, parts if forking else 1)
     ]
-    builder = job.builder(conn, (0, parts))
-    total = builder.total()
+    total = job.builder(conn, (0, parts)).total()
 
-    def report(own: Progress | None = None) -> None:
-        if own is not None:
-            done[0], dead[0] = own.done, own.dead_letters
+    def report(index: int | None = None, own: Progress | None = None) -> None:
+        if index is not None and own is not None:
+            done[index], dead[index] = own.done, own.dead_letters
         if progress is not None:
             consumed = sum(done)
             progress(Progress("build", consumed, max(total, consumed), sum(dead)))
@@ -473,7 +475,8 @@ def _build_split(
         process.start()
     try:
         try:
-            builder.build(report, until=until)
+            for index in range(1 if forking else parts):
+                job.builder(conn, (index, parts)).build(partial(report, index), until=until)
         except SplitUnsafeError as exc:
             return _SplitReport(unsafe=str(exc))
         for process in others:

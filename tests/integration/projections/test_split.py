@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime
 from itertools import count
 from typing import Any
@@ -78,6 +79,23 @@ def test_an_interrupted_split_rebuild_resumes_in_as_many_parts(env: Env) -> None
     report = rebuild_of(env, "trading", batch_size=20, progress=lambda p: resumed.append(p.done))
     assert report.parts == 2
     assert resumed[0] > 0  # the parts went on from their committed batches, not from zero
+    assert digests(env, "trading") == before
+    assert _leftovers(env, "trading") == (0, False)
+
+
+def test_without_fork_the_parts_run_one_after_another_in_this_process(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # E.g. an interrupted split resumed on a platform without fork: same rows, one process.
+    append_cycles(env.store, 80)
+    before = project_live(env, "trading")
+    interrupted_rebuild(env, "trading", after=3, batch_size=20, jobs=2)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+
+    report = rebuild_of(env, "trading", batch_size=20, jobs=2)
+
+    assert report.parts == 2
+    assert report.part_peak_rss_kb == 0  # no process was started
     assert digests(env, "trading") == before
     assert _leftovers(env, "trading") == (0, False)
 
