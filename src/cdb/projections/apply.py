@@ -14,7 +14,7 @@ from typing import NamedTuple, TypeVar
 
 import psycopg
 
-from cdb.errors import CdbError, ContractError, SplitUnsafeError
+from cdb.errors import CdbError, ContractError
 from cdb.eventstore.codec import RawFields
 from cdb.projections import checkpoints
 from cdb.projections.checkpoints import Checkpoint, StreamPos
@@ -31,11 +31,12 @@ from cdb.projections.mapping import (
 )
 
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
-# the server: the event is dead-lettered and the batch goes on without it.
+# the server: the event is dead-lettered and the batch goes on without it. Of cdb's own errors
+# only a ContractError is the event's: a SplitUnsafeError, say, is the rebuild's.
 EVENT_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.DataError,
     psycopg.IntegrityError,
-    CdbError,
+    ContractError,
     ArithmeticError,
 )
 
@@ -171,16 +172,12 @@ def _apply_isolated(
         with conn.transaction():
             write([event for _, event in events])
         outcome.applied = len(events)
-    except SplitUnsafeError:
-        raise
     except EVENT_ERRORS:
         for entry, event in events:
             try:
                 with conn.transaction():
                     write([event])
                 outcome.applied += 1
-            except SplitUnsafeError:
-                raise
             except EVENT_ERRORS as exc:
                 outcome.dead.append(_letter(entry, event, exc))
 
@@ -211,8 +208,6 @@ def optimistic(
     try:
         with conn.pipeline() if pipelined else nullcontext(), conn.transaction():
             return batch(False)
-    except SplitUnsafeError:
-        raise
     except EVENT_ERRORS:
         pass
     with conn.transaction():
@@ -259,11 +254,10 @@ def apply_events(
     # With folding, the same lookup tells which orders of the batch the table holds already.
     fills, looked_up = _prior_fills(conn, definition, schema, events, placed=fold)
     # A split build's part must only write rows of its own streams (placeholders aside).
-    rows = batch_rows(events, fills, stream_keyed_except=diverted)
-    for statement in definition.statements:
-        target = (diverted or {}).get(statement.op)
-        op_rows = rows.pop(statement.op, None) if target is not None else None
-        if op_rows:
+    rows = batch_rows(events, fills, own_keys_only=diverted is not None)
+    for op, target in (diverted or {}).items():
+        if op_rows := rows.pop(op, None):
+            statement = definition.statement(op)
             values = row_values(statement.columns)
             with conn.cursor().copy(f"COPY {target} FROM STDIN") as copy:
                 copy.set_types(list(statement.types))

@@ -17,7 +17,7 @@ from typing import Any
 from cdb.domain.event_types import EventType
 from cdb.errors import ConfigError, TopologyError
 from cdb.eventstore.topology import Topology
-from cdb.projections.mapping import OP_KEYS
+from cdb.projections.mapping import OP_KEYS, OP_ROLES
 
 _FILE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>[0-9]+)\.toml$")
 _COLUMN = re.compile(r"^([a-z_][a-z0-9_]*) ([a-z][a-z0-9]*)$")
@@ -67,9 +67,16 @@ class Definition:
     source: Path
     # A rebuild may split the history across processes by aggregate stream (see
     # cdb.projections.split): every row is written by the events of one stream only, except
-    # those of the ``placeholders`` ops, which a split rebuild gathers and writes last.
+    # the placeholders, which a split rebuild gathers and writes last.
     splits_by_stream: bool = False
-    placeholders: tuple[str, ...] = ()
+
+    @cached_property
+    def placeholders(self) -> tuple[str, ...]:
+        """The ops writing key-only placeholder rows (role ``stub`` in ``OP_ROLES``)."""
+        return tuple(s.op for s in self.statements if OP_ROLES.get(s.op) == "stub")
+
+    def statement(self, op: str) -> Statement:
+        return next(s for s in self.statements if s.op == op)
 
     @cached_property
     def event_types(self) -> frozenset[EventType]:
@@ -166,16 +173,18 @@ def parse_definition(path: Path) -> Definition:
                 raise ConfigError(f"{path}: sql.{op}: '%' is not allowed in a statement")
             statements.append(Statement(op, sql[op], tuple(columns), tuple(types)))
         rebuild: dict[str, Any] = raw.get("rebuild", {})
-        unknown = sorted(set(rebuild) - {"split", "placeholders"})
+        unknown = sorted(set(rebuild) - {"split"})
         if unknown:
             raise ConfigError(f"{path}: rebuild: unknown keys {unknown}")
         split = rebuild.get("split", "none")
         if split not in ("none", "stream"):
             raise ConfigError(f"{path}: rebuild.split: {split!r} is not 'none' or 'stream'")
-        placeholders = tuple(str(op) for op in rebuild.get("placeholders", ()))
-        stray = [op for op in placeholders if op not in raw["ops"]]
-        if stray:
-            raise ConfigError(f"{path}: rebuild.placeholders: {stray} are not among the ops")
+        roleless = [op for op in raw["ops"] if op not in OP_ROLES]
+        if split == "stream" and roleless:
+            raise ConfigError(
+                f"{path}: rebuild.split: ops {roleless} have no role in "
+                "cdb.projections.mapping.OP_ROLES, so a split cannot tell whose rows they write"
+            )
         return Definition(
             name=str(raw["name"]),
             version=int(raw["version"]),
@@ -185,7 +194,6 @@ def parse_definition(path: Path) -> Definition:
             statements=tuple(statements),
             source=path,
             splits_by_stream=split == "stream",
-            placeholders=placeholders,
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing key {exc}") from None

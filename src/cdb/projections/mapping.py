@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from cdb.domain.contracts import (
     AlertV1,
@@ -392,6 +392,27 @@ OP_KEYS: dict[str, str] = {
     "alert": "id",
 }
 
+Role = Literal["aggregate", "event", "stub"]
+
+# How the rows of each op relate to the events that write them:
+# - aggregate: one row per aggregate (the event's stream), keyed by its id, its value a function
+#   of that aggregate's events (latest-wins under a sequence-number guard, or merged columns);
+# - event: one row per event, keyed by the event id (insert-only);
+# - stub: a key-only placeholder that never changes an existing row (ON CONFLICT DO NOTHING).
+# A projection with an op missing here can neither be rebuilt from an offset (replay --from)
+# nor split across processes: nothing says whose rows its rows are.
+OP_ROLES: dict[str, Role] = {
+    "signal": "aggregate",
+    "signal_blocked": "aggregate",
+    "signal_stub": "stub",
+    "order_open": "aggregate",
+    "order_state": "aggregate",
+    "trade": "event",
+    "position": "aggregate",
+    "snapshot": "event",
+    "alert": "event",
+}
+
 
 def orders_reported(events: Iterable[EventEnvelope]) -> set[str]:
     """Order ids whose execution reports are in ``events`` (their prior fill is needed)."""
@@ -415,13 +436,13 @@ def batch_rows(
     events: Sequence[EventEnvelope],
     fills: Mapping[str, OrderFill] | None = None,
     *,
-    stream_keyed_except: Container[str] | None = None,
+    own_keys_only: bool = False,
 ) -> dict[str, list[Row]]:
     """All rows of a batch per op, merged by key; ``fills`` is each reported order's prior fill.
 
-    ``stream_keyed_except`` (a split rebuild, see ``cdb.projections.split``): every row of an
-    op not named there must be keyed by its event's aggregate id or by its event id, else
-    :class:`~cdb.errors.SplitUnsafeError`.
+    ``own_keys_only`` (a split rebuild, see ``cdb.projections.split``): every row must have the
+    key its op's role says (:data:`OP_ROLES`: the event's aggregate id, or the event id; stubs
+    aside), else :class:`~cdb.errors.SplitUnsafeError`.
     """
     running: dict[str, OrderFill] = dict(fills or {})
     merged: dict[str, dict[Any, Row]] = {op: {} for op in OP_KEYS}
@@ -437,8 +458,8 @@ def batch_rows(
                     [("event_type", event.event_type.value, "no projection mapping for it")],
                 )
             pairs = mapper(event)
-        if stream_keyed_except is not None:
-            _check_stream_keyed(event, pairs, stream_keyed_except)
+        if own_keys_only:
+            _check_own_keys(event, pairs)
         for op, row in pairs:
             rows = merged[op]
             key = row[OP_KEYS[op]]
@@ -452,13 +473,14 @@ def batch_rows(
 _NO_FILL = OrderFill()
 
 
-def _check_stream_keyed(
-    event: EventEnvelope, pairs: Sequence[tuple[str, Row]], exempt: Container[str]
-) -> None:
-    own = aggregate_id(event.stream_id)
+def _check_own_keys(event: EventEnvelope, pairs: Sequence[tuple[str, Row]]) -> None:
     for op, row in pairs:
+        role = OP_ROLES[op]
+        if role == "stub":
+            continue
         key = row[OP_KEYS[op]]
-        if op not in exempt and key != own and key != str(event.event_id):
+        own = aggregate_id(event.stream_id) if role == "aggregate" else str(event.event_id)
+        if key != own:
             raise SplitUnsafeError(event.stream_id, str(event.event_id), op, str(key))
 
 

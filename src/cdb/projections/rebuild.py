@@ -329,12 +329,7 @@ def rebuild(
             generation = state.building_generation
             if generation is None or not shadow.schema_exists(conn, build):
                 generation = max(state.active_generation, state.parked_generation or 0) + 1
-                # Foreign keys come after the load, like the secondary indexes: rows always
-                # bring their parents (placeholder rows), so one check of the whole table at
-                # the end replaces a trigger per row written.
-                shadow.create_tables(conn, definition, build, foreign_keys=False)
-                checkpoints.delete(conn, name, generation)
-                split.forget(conn, name, generation)
+                _start_generation(conn, definition, generation)
                 checkpoints.update_state(
                     conn, name, building_generation=generation, state="rebuilding"
                 )
@@ -355,9 +350,7 @@ def rebuild(
             with conn.transaction():
                 checkpoints.lock(conn, name)
                 shadow.drop_schema(conn, build)
-                shadow.create_tables(conn, definition, build, foreign_keys=False)
-                checkpoints.delete(conn, name, generation)
-                split.forget(conn, name, generation)
+                _start_generation(conn, definition, generation)
             parts, split_report = None, _SplitReport()
         builder = job.builder(conn)
         # The build tables get their foreign keys after the load (unless an earlier run got
@@ -383,6 +376,18 @@ def rebuild(
         parts=parts or 1,
         part_peak_rss_kb=split_report.peak_rss_kb,
     )
+
+
+def _start_generation(conn: psycopg.Connection, definition: Definition, generation: int) -> None:
+    """Empty build tables and no checkpoints for ``generation`` (in the caller's transaction).
+
+    Foreign keys come after the load, like the secondary indexes: rows always bring their
+    parents (placeholder rows), so one check of the whole table at the end replaces a trigger
+    per row written.
+    """
+    shadow.create_tables(conn, definition, shadow.build_schema(definition.name), foreign_keys=False)
+    checkpoints.delete(conn, definition.name, generation)
+    split.forget(conn, definition.name, generation)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import redis
@@ -54,29 +54,9 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.decode import decode_entry
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.engine import connect
-from cdb.projections.mapping import OP_KEYS, EventEnvelope, batch_rows
+from cdb.projections.mapping import OP_KEYS, OP_ROLES, EventEnvelope, batch_rows
 from cdb.projections.rebuild import Progress, rebuild
 from cdb.projections.source import head, read_ranges, stream_positions
-
-Role = Literal["aggregate", "event", "stub"]
-
-# How the rows of each op relate to the events that write them:
-# - aggregate: one row per aggregate (the event's stream), its value a function of that
-#   aggregate's events (latest-wins under a sequence-number guard, or merged columns);
-# - event: one row per event, keyed by the event id (insert-only);
-# - stub: a key-only placeholder that never changes an existing row (ON CONFLICT DO NOTHING).
-# An op missing here makes its projection refuse --from: nothing says how to rewind its rows.
-OP_ROLES: dict[str, Role] = {
-    "signal": "aggregate",
-    "signal_blocked": "aggregate",
-    "signal_stub": "stub",
-    "order_open": "aggregate",
-    "order_state": "aggregate",
-    "trade": "event",
-    "position": "aggregate",
-    "snapshot": "event",
-    "alert": "event",
-}
 
 _TABLE = re.compile(r"INSERT\s+INTO\s+\{schema\}\.([a-z_][a-z0-9_]*)", re.IGNORECASE)
 _PAGE = 1000
@@ -88,8 +68,7 @@ From = int | datetime
 
 
 def table_of(definition: Definition, op: str) -> str | None:
-    statement = next(s for s in definition.statements if s.op == op)
-    match = _TABLE.search(statement.sql)
+    match = _TABLE.search(definition.statement(op).sql)
     return match.group(1) if match and match.group(1) in definition.tables else None
 
 
@@ -98,7 +77,7 @@ def refusal(definition: Definition) -> str | None:
     for statement in definition.statements:
         if statement.op not in OP_ROLES:
             return (
-                f"op '{statement.op}' has no rewind rule (cdb.projections.rewind.OP_ROLES), so "
+                f"op '{statement.op}' has no rewind rule (cdb.projections.mapping.OP_ROLES), so "
                 "its rows cannot be restored to their state before --from"
             )
         if table_of(definition, statement.op) is None:

@@ -9,11 +9,11 @@ entries whose stream id hashes to ``i``: no two parts write the same row, so the
 each other's locks, and the rows are those of a single build, because the definitions'
 statements do not depend on the order across streams (a test checks it).
 
-The exception are placeholder rows (``[rebuild] placeholders``): an order's stream writes a
-placeholder for its signal, whose own row belongs to another part. A split build COPYs those
-rows into a side table of the build schema and, once every part is done, runs the placeholder
-statement over them: a placeholder never changes a row that exists, so writing them last gives
-the rows writing them in their place would have.
+The exception are placeholder rows (ops of role ``stub`` in ``cdb.projections.mapping``): an
+order's stream writes a placeholder for its signal, whose own row belongs to another part. A
+split build COPYs those rows into a side table of the build schema and, once every part is done,
+runs the placeholder statement over them: a placeholder never changes a row that exists, so
+writing them last gives the rows writing them in their place would have.
 
 Each part keeps its own checkpoints (``<name>/<i>of<n>``, seeded from the generation's own), so
 a crash or Ctrl-C resumes every part where it committed. Every part reads to the same bound
@@ -34,7 +34,7 @@ import psycopg
 from cdb.eventstore.codec import RawFields
 from cdb.projections import checkpoints
 from cdb.projections.checkpoints import Checkpoint, StreamPos, entry_key
-from cdb.projections.definitions import Definition, Statement, quote_ident
+from cdb.projections.definitions import Definition, quote_ident
 
 MAX_DEFAULT_PARTS = 4
 
@@ -77,10 +77,6 @@ def diverted(definition: Definition, schema: str) -> dict[str, str]:
     return {op: placeholder_table(schema, op) for op in definition.placeholders}
 
 
-def _statement(definition: Definition, op: str) -> Statement:
-    return next(s for s in definition.statements if s.op == op)
-
-
 def parts_in_progress(conn: psycopg.Connection, projection: str, generation: int) -> int | None:
     """How many parts an unfinished split build of this generation has (None: none)."""
     rows = conn.execute(
@@ -107,7 +103,7 @@ def prepare(
     the generation's own (a split may start after a build in one process got somewhere), with
     no events applied, as the merge adds the parts' counts to the generation's."""
     for op in definition.placeholders:
-        statement = _statement(definition, op)
+        statement = definition.statement(op)
         columns = ", ".join(
             f"{quote_ident(c)} {t}" for c, t in zip(statement.columns, statement.types, strict=True)
         )
@@ -154,7 +150,7 @@ def merge(
     checkpoints.save(conn, definition.name, generation, merged)
     forget(conn, definition.name, generation)
     for op in definition.placeholders:
-        statement = _statement(definition, op)
+        statement = definition.statement(op)
         side = placeholder_table(schema, op)
         conn.execute(statement.create_rows_table())
         conn.execute(f"INSERT INTO {statement.rows_table} SELECT DISTINCT * FROM {side}")  # noqa: S608

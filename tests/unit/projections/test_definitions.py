@@ -88,7 +88,6 @@ _ALERTS = (
     ("rebuild", "error"),
     [
         ('split = "aggregate"', "rebuild.split: 'aggregate' is not 'none' or 'stream'"),
-        ('split = "stream"\nplaceholders = ["stub"]', r"placeholders: \['stub'\] are not"),
         ('split = "stream"\nshards = 2', r"rebuild: unknown keys \['shards'\]"),
     ],
 )
