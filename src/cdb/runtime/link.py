@@ -78,16 +78,26 @@ class Link:
 
     def poll(self, reply: Reply) -> bool:
         """Read the replies up to ``reply`` that have arrived, without blocking on one that
-        has not; True when ``reply`` is in."""
+        has not; True when ``reply`` is in.
+
+        A reply that has begun to arrive is not waited for either: a read of a thousand
+        entries comes in over milliseconds while Redis writes it, and blocking on its tail
+        idled the caller for a fifth of its time (py-spy, `cdb bench consume`). The bytes
+        that are there go into the parser, which keeps them for the next call."""
         conn = self._conn
         while not reply.done and conn is not None:
             try:
                 if not conn.can_read(timeout=0):
                     return False
+                value = conn.read_response(timeout=0, disconnect_on_error=False)
+            except redis.ResponseError as exc:
+                value = exc
+            except redis.TimeoutError:  # the rest of it is still on its way
+                return False
             except BaseException:
                 self.reset()
                 raise
-            self._read_one()
+            self._complete(value)
         return reply.done
 
     def wait(self, reply: Reply) -> Any:
@@ -128,7 +138,6 @@ class Link:
                 self._pool.release(conn)
 
     def _read_one(self) -> None:
-        head = self._queue[0]
         try:
             value = self._conn.read_response()
         except redis.ResponseError as exc:
@@ -136,7 +145,11 @@ class Link:
         except BaseException:
             self.reset()
             raise
-        self._queue.popleft()
+        self._complete(value)
+
+    def _complete(self, value: Any) -> None:
+        """The reply at the head of the queue is in."""
+        head = self._queue.popleft()
         head.done = True
         head.value = value
         if head.on_reply is not None:
