@@ -140,8 +140,17 @@ def consume(
     table.add_column("path")
     table.add_column("entries/s", justify="right")
     table.add_column("seconds", justify="right")
+    table.add_column(f"cores busy (of {result.cpus})", justify="right")
+    table.add_column("Redis cores", justify="right")
     for name, rate in doc["entries_per_s"].items():
-        table.add_row(name, f"{rate:,.0f}", f"{result.seconds[name]:.2f}")
+        used = result.usage.get(name)
+        table.add_row(
+            name,
+            f"{rate:,.0f}",
+            f"{result.seconds[name]:.2f}",
+            f"{used.busy_cores:.2f}" if used else "",
+            f"{used.redis_cores:.2f}" if used else "",
+        )
     console.print(table)
     verdict = "meets" if doc["ratio"] >= 0.40 else "BELOW"
     console.print(f"ratio runtime no-op/raw: [bold]{doc['ratio']:.2f}[/bold] ({verdict} 0.40)")
