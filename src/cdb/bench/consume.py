@@ -276,7 +276,21 @@ class ConsumeBench:
             "cpus": self.cpus,
             "cores_busy": {name: round(u.busy_cores, 2) for name, u in self.usage.items()},
             "redis_cores": {name: round(u.redis_cores, 2) for name, u in self.usage.items()},
+            "scale_ceiling": {
+                mode: self.ceiling(f"runtime_{mode}_1") for mode in _MODES if self.usage
+            },
         }
+
+    def ceiling(self, name: str) -> float:
+        """About the most more workers could add on this machine if each entry kept costing
+        the CPU it costs this run: usable CPUs / cores the run kept busy. Not a hard bound
+        (a pair may spend less per entry, e.g. fewer wake-ups), but a worker that overlaps
+        Redis with Python keeps more than one core busy alone, which lowers this, not its
+        speed."""
+        used = self.usage.get(name)
+        if used is None or used.busy_cores <= 0:
+            return float("nan")
+        return round(self.cpus / used.busy_cores, 3)
 
 
 def run(client: redis.Redis, url: str, entries: int, repeat: int = 3) -> ConsumeBench:

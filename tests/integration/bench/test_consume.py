@@ -27,4 +27,7 @@ def test_every_path_reads_every_entry_and_reports_its_cpu(
         assert 0 < used.busy_cores <= doc["cpus"] * 1.5
         assert used.redis_cores >= 0
         assert doc["cores_busy"][name] == round(used.busy_cores, 2)
+    for mode in ("noop", "append"):
+        busy = result.usage[f"runtime_{mode}_1"].busy_cores
+        assert doc["scale_ceiling"][mode] == round(doc["cpus"] / busy, 3)
     assert set(redis_client.scan_iter(match=leftovers)) <= before
