@@ -15,19 +15,20 @@ def test_every_path_reads_every_entry_and_reports_its_cpu(
 ) -> None:
     leftovers = "{bench-consume-*"  # the namespaces run() makes
     before = set(redis_client.scan_iter(match=leftovers))
-    result = run(redis_client, redis_url, entries=400, repeat=1)
+    result = run(redis_client, redis_url, entries=3000, repeat=1)
     doc = result.as_dict()
     assert set(doc["entries_per_s"]) == {"raw", "decode_only", *PATHS}
     assert doc["cpus"] == usable_cpus()
     for name in PATHS:
         used = result.usage[name]
         assert used.seconds == result.seconds[name]
-        # a run that handled 400 entries kept something busy, and no more than the machine
-        # has (the figures are rates over the run; a little slack for the clocks' steps)
-        assert 0 < used.busy_cores <= doc["cpus"] * 1.5
+        # no more than the machine has (rates over the run; slack for the clocks' steps of
+        # 10 ms, which a no-op run of a few ms may miss altogether)
+        assert 0 <= used.busy_cores <= doc["cpus"] * 1.5
         assert used.redis_cores >= 0
         assert doc["cores_busy"][name] == round(used.busy_cores, 2)
-    for mode in ("noop", "append"):
-        busy = result.usage[f"runtime_{mode}_1"].busy_cores
-        assert doc["scale_ceiling"][mode] == round(doc["cpus"] / busy, 3)
+    # an appending run of 3,000 entries lasts far longer than a clock step: it shows CPU
+    busy = result.usage["runtime_append_1"].busy_cores
+    assert busy > 0
+    assert doc["scale_ceiling"]["append"] == round(doc["cpus"] / busy, 3)
     assert set(redis_client.scan_iter(match=leftovers)) <= before

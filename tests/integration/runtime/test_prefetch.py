@@ -242,32 +242,6 @@ def test_the_link_reads_replies_in_order_and_never_pools_a_connection_with_one_u
     link.settle()
 
 
-def test_a_poll_takes_what_has_arrived_of_a_reply_without_waiting_for_the_rest(
-    redis_client: redis.Redis, namespace: str
-) -> None:
-    # The consumer polls for the read it sent ahead while its handlers run: a reply that has
-    # begun to arrive must not stop them until its last byte is in.
-    link = Link(redis_client)
-    key = f"{{{namespace}:0}}:big"
-    big = b"x" * (96 << 20)  # more than the socket buffers (at most 36 MB here) ever hold
-    redis_client.set(key, big)
-    reply = link.send(("GET", key))
-    after = link.send(("STRLEN", key))
-    wait_for(lambda: bool(link._conn.can_read(timeout=0)), "the first bytes of the reply")
-    assert not link.poll(reply)
-    assert not reply.done
-    polls = 1
-    deadline = time.monotonic() + 60
-    while not link.poll(after):
-        polls += 1
-        assert time.monotonic() < deadline, "the reply never came in whole"
-    assert polls > 1
-    assert reply.value == big
-    assert after.value == len(big)
-    assert link.call(("GET", f"{key}:none")) is None  # the connection is in step
-    link.settle()
-
-
 def test_a_trickle_is_handled_at_once_and_read_once_per_entry(
     redis_client: redis.Redis,
     namespace: str,
