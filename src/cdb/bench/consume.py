@@ -21,7 +21,6 @@ something, two that keep every core busy are bound by the machine.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from cdb.eventstore.keys import Keys
 from cdb.eventstore.namespace import delete_namespace
 from cdb.eventstore.store import AppendRequest, EventStore
 from cdb.eventstore.topology import Topology, parse_topology
+from cdb.projections.split import usable_cpus
 from cdb.runtime.consumer import Consumer
 from cdb.runtime.handler import Ack, Delivery, Handler
 from cdb.runtime.worker import run_worker
@@ -174,32 +174,20 @@ class Usage:
     redis_cores: float  # the Redis server, by its own count
 
 
-class _CpuClock:
-    """CPU seconds spent so far by this machine and by the Redis server."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-
-    def read(self) -> tuple[float, float, float]:
-        times = psutil.cpu_times()
-        # Named fields, not a sum: on Linux user already holds guest time, and steal is the
-        # hypervisor's, not ours.
-        busy = sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
-        info: Any = self.client.info("cpu")
-        server = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        return time.perf_counter(), busy, server
+def _cpu_clock(client: redis.Redis) -> tuple[float, float, float]:
+    """Now, and the CPU seconds spent so far by this machine and by the Redis server."""
+    times = psutil.cpu_times()
+    # Named fields, not a sum: on Linux user already holds guest time, and steal is the
+    # hypervisor's, not ours.
+    busy = sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+    info: Any = client.info("cpu")
+    server = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return time.perf_counter(), busy, server
 
 
 def _usage(start: tuple[float, float, float], end: tuple[float, float, float]) -> Usage:
     seconds = end[0] - start[0]
     return Usage(seconds, (end[1] - start[1]) / seconds, (end[2] - start[2]) / seconds)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def runtime_run(
@@ -231,15 +219,14 @@ def runtime_run(
             assert w.stdout is not None
             if w.stdout.readline().strip() != b"ready":
                 raise RuntimeError("bench worker did not start")
-        clock = _CpuClock(client)
-        started = clock.read()
+        started = _cpu_clock(client)
         for w in workers:
             assert w.stdin is not None
             w.stdin.write(b"go\n")
             w.stdin.flush()
         while not _group_done(client, stream, group, last):
             time.sleep(0.01)  # light polling: the parent shares the cores
-        return _usage(started, clock.read())
+        return _usage(started, _cpu_clock(client))
     finally:
         for w in workers:
             w.terminate()
@@ -327,7 +314,7 @@ def run(client: redis.Redis, url: str, entries: int, repeat: int = 3) -> Consume
                     )
                     if name not in usage or used.seconds < usage[name].seconds:
                         usage[name] = used
-                    best(name, used.seconds)
+                        seconds[name] = used.seconds
         return ConsumeBench(entries, seconds, repeat, usage, usable_cpus())
     finally:
         delete_namespace(client, keys.namespace)

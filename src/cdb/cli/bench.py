@@ -154,12 +154,12 @@ def consume(
     console.print(table)
     verdict = "meets" if doc["ratio"] >= 0.40 else "BELOW"
     console.print(f"ratio runtime no-op/raw: [bold]{doc['ratio']:.2f}[/bold] ({verdict} 0.40)")
-    for mode in ("noop", "append"):
+    for mode, ceiling in doc["scale_ceiling"].items():
         key = f"scale_{mode}_2_vs_1"
         verdict = "meets" if doc[key] >= 1.4 else "BELOW"
         console.print(
             f"{key}: [bold]{doc[key]:.2f}[/bold] ({verdict} 1.4; at one worker's CPU per "
-            f"entry, {result.cpus} CPUs allow about {doc['scale_ceiling'][mode]:.2f})"
+            f"entry, {result.cpus} CPUs allow about {ceiling:.2f})"
         )
 
 

@@ -39,14 +39,18 @@ from cdb.projections.definitions import Definition, quote_ident
 MAX_DEFAULT_PARTS = 4
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_parts() -> int:
     """Parts of a split rebuild when not told: the CPUs this process may run on, at most
     :data:`MAX_DEFAULT_PARTS` (PostgreSQL needs a share of them too)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_PARTS, cpus))
+    return max(1, min(MAX_DEFAULT_PARTS, usable_cpus()))
 
 
 _PART = re.compile(r"^(?P<name>.+)/(?P<index>[0-9]+)of(?P<parts>[0-9]+)$")

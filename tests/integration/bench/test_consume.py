@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import redis
 
-from cdb.bench.consume import run, usable_cpus
+from cdb.bench.consume import run
+from cdb.projections.split import usable_cpus
 
 PATHS = ("runtime_noop_1", "runtime_noop_2", "runtime_append_1", "runtime_append_2")
 
