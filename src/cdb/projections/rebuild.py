@@ -44,7 +44,7 @@ from cdb.projections.checkpoints import Checkpoint, StreamPos
 from cdb.projections.definitions import Definition, quote_ident
 from cdb.projections.digest import Digest, projection_digest
 from cdb.projections.engine import connect
-from cdb.projections.source import head, read_ranges, stream_positions
+from cdb.projections.source import head, read_pages, stream_positions
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,12 @@ class _Builder:
             if until is not None and checkpoints.entry_key(bound) <= checkpoints.entry_key(last):
                 continue
             wanted.append((pos, last, bound))
-        return read_ranges(self.client, self.keys, wanted, count=self.batch_size)
+        pages = read_pages(self.client, self.keys, wanted, count=self.batch_size, part=self.part)
+        return [entry for page in pages for entry in page.entries]
 
     def apply(self, entries: list[Entry], *, isolate: bool = True) -> BatchOutcome:
-        """Apply in the caller's transaction; see :meth:`advance` once it committed."""
-        if self.part is not None:
-            index, parts = self.part
-            entries = [e for e in entries if split.part_of(e.fields, parts) == index]
+        """Apply in the caller's transaction; see :meth:`advance` once it committed. A part of a
+        split build is given its own entries only: its reads keep no others."""
         return apply_entries(
             self.conn,
             self.definition,
@@ -261,22 +260,18 @@ class _Reader:
                 self._more[pos] = False
                 continue
             wanted.append((pos, after, bound))
-        pages: dict[StreamPos, list[Entry]] = {pos: [] for pos, _, _ in wanted}
         builder = self._builder
-        for entry in read_ranges(builder.client, builder.keys, wanted, count=size):
-            pages[(entry.topic, entry.partition)].append(entry)
-        for pos, page in pages.items():
-            self._more[pos] = len(page) == size
-            if page:
-                self._buffers[pos].extend(page)
-                self._after[pos] = page[-1].entry_id
+        pages = read_pages(builder.client, builder.keys, wanted, count=size, part=builder.part)
+        for (pos, _, _), page in zip(wanted, pages, strict=True):
+            self._more[pos] = page.read == size
+            self._buffers[pos].extend(page.entries)
+            if page.last_id is not None:
+                self._after[pos] = page.last_id
 
     def _take(self) -> tuple[list[Entry], bool]:
-        ends = [
-            checkpoints.entry_key(buffer[-1].entry_id)
-            for pos, buffer in self._buffers.items()
-            if buffer and self._more[pos]
-        ]
+        # A split build's part buffers its own entries only: where a partition has been read
+        # to is where its buffer's time ends.
+        ends = [checkpoints.entry_key(self._after[pos]) for pos in self._buffers if self._more[pos]]
         cut = min(ends) if ends else None
         entries: list[Entry] = []
         for pos, buffer in self._buffers.items():

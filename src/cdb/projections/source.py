@@ -8,8 +8,9 @@ checkpoint skips them; a crash before commit redelivers them and they are applie
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -18,6 +19,7 @@ from cdb.eventstore.topology import Topology
 from cdb.projections.apply import Entry
 from cdb.projections.checkpoints import StreamPos, entry_key
 from cdb.projections.definitions import Definition
+from cdb.projections.split import part_of_stream
 
 
 def stream_positions(definition: Definition, topology: Topology) -> list[StreamPos]:
@@ -165,8 +167,15 @@ def read_range(
 ) -> list[Entry]:
     """Up to ``count`` entries of one topic partition after ``after`` (exclusive), up to
     ``until`` (inclusive)."""
-    rows: Any = client.xrange(keys.topic(*pos), f"({after}", until, count=count)
-    return [Entry(pos[0], pos[1], _text(entry_id), fields) for entry_id, fields in rows or []]
+    return read_ranges(client, keys, [(pos, after, until)], count=count)
+
+
+class Page(NamedTuple):
+    """What one XRANGE of a partition gave."""
+
+    entries: list[Entry]  # those kept (all, unless a part was asked for)
+    read: int  # entries the range held, kept or not
+    last_id: str | None  # the last of them; None when there were none
 
 
 def read_ranges(
@@ -178,17 +187,80 @@ def read_ranges(
 ) -> list[Entry]:
     """:func:`read_range` of several partitions ``(pos, after, until)`` in one round trip, in
     the order given."""
+    return [e for page in read_pages(client, keys, wanted, count=count) for e in page.entries]
+
+
+def read_pages(
+    client: redis.Redis,
+    keys: Keys,
+    wanted: Sequence[tuple[StreamPos, str, str]],
+    *,
+    count: int,
+    part: tuple[int, int] | None = None,
+) -> list[Page]:
+    """One XRANGE page per partition ``(pos, after, until)``, all in one round trip, in the
+    order given. With ``part`` = ``(index, parts)`` a page keeps only the entries of that part
+    of a split build (:func:`cdb.projections.split.part_of`).
+
+    The replies are parsed here, not by redis-py: each process of a split build reads every
+    entry and keeps one in ``parts``, and the others then cost a hash of their stream id
+    instead of a dict and an Entry each (measured on 795k entries, 2 parts: 2.0 s of CPU
+    against 2.6-3.2 s).
+    """
     if not wanted:
         return []
-    pipe = client.pipeline(transaction=False)
+    pipe = _raw_ranges(client).pipeline(transaction=False)
     for pos, after, until in wanted:
         pipe.xrange(keys.topic(*pos), f"({after}", until, count=count)
     replies: list[Any] = pipe.execute()
-    return [
-        Entry(pos[0], pos[1], _text(entry_id), fields)
-        for (pos, _, _), rows in zip(wanted, replies, strict=True)
-        for entry_id, fields in rows or []
-    ]
+    pages: list[Page] = []
+    for (pos, _, _), reply in zip(wanted, replies, strict=True):
+        rows = reply or []
+        topic, partition = pos
+        entries: list[Entry] = []
+        for entry_id, flat in rows:
+            if part is not None and part_of_stream(_stream_field(flat), part[1]) != part[0]:
+                continue
+            items = iter(flat or ())
+            fields = dict(zip(items, items, strict=False))
+            entries.append(Entry(topic, partition, _text(entry_id), fields))
+        pages.append(Page(entries, len(rows), _text(rows[-1][0]) if rows else None))
+    return pages
+
+
+_RAW: weakref.WeakKeyDictionary[redis.Redis, redis.Redis] = weakref.WeakKeyDictionary()
+
+
+def _raw_ranges(client: redis.Redis) -> redis.Redis:
+    """A client on the same connection pool whose XRANGE replies come back unparsed:
+    ``[entry id, [field, value, ...]]`` per entry."""
+    raw = _RAW.get(client)
+    if raw is None:
+        raw = redis.Redis(connection_pool=client.connection_pool)
+        raw.set_response_callback("XRANGE", _unparsed)
+        _RAW[client] = raw
+    return raw
+
+
+def _unparsed(response: Any, **_options: Any) -> Any:
+    return response
+
+
+def _stream_field(flat: Sequence[bytes | str] | None) -> bytes | str | None:
+    """The value of field ``s`` (the aggregate stream id) in a flat field list."""
+    if not flat:
+        return None
+    for name in (b"s", "s"):
+        start = 0
+        while True:
+            try:
+                at = flat.index(name, start)
+            except ValueError:
+                break
+            if at % 2 == 0:  # a field name, not a value that happens to read "s"
+                return flat[at + 1] if at + 1 < len(flat) else None
+            start = at + 1
+    return None
 
 
 def head(client: redis.Redis, keys: Keys, pos: StreamPos) -> tuple[str, int]:

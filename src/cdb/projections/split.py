@@ -65,7 +65,11 @@ def part_of(fields: RawFields, parts: int) -> int:
     """The part an entry belongs to: a hash of its aggregate stream id (field ``s``). An entry
     without one (malformed: it is dead-lettered) goes to the first part, so to exactly one."""
     raw: Any = fields
-    stream = raw.get(b"s") if b"s" in raw else raw.get("s")
+    return part_of_stream(raw.get(b"s") if b"s" in raw else raw.get("s"), parts)
+
+
+def part_of_stream(stream: bytes | str | None, parts: int) -> int:
+    """:func:`part_of` of an entry whose field ``s`` is ``stream`` (None: it has none)."""
     if stream is None:
         return 0
     data = stream if isinstance(stream, bytes) else str(stream).encode()
