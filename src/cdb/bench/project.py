@@ -7,8 +7,9 @@ In one run, on throwaway databases and key namespaces (dropped afterwards, whate
   group until caught up. Rate = rows in the projection tables / seconds.
 * raw: the very rows the projector produced, already in memory as Python tuples, are written
   with ``COPY .. FROM STDIN`` (psycopg ``write_row``) into equal tables (same columns, keys and
-  indexes), :data:`RAW_RUNS` times. Rate = rows / median seconds. ``ratio`` = live rate / raw
-  rate.
+  indexes), :data:`RAW_RUNS` times right before the rebuild below and as many times right
+  after it, so a machine whose speed drifts over the run moves both sides of the ratio.
+  Rate = rows / median seconds of all of them. ``ratio`` = live rate / raw rate.
 * rebuild: ``--rebuild-events`` events are appended to another namespace, then a child process
   rebuilds every projection from offset 0 into another database, split across ``--jobs``
   processes where the definition allows it, and reports the peak RSS (VmHWM) of itself plus
@@ -54,8 +55,10 @@ class ProjectBenchResult:
     events: int
     rows: int
     live_seconds: float
-    raw_seconds: float  # median of RAW_RUNS
+    raw_seconds: float  # median of the 2 x RAW_RUNS COPYs, before and after the rebuild
     raw_seconds_range: tuple[float, float]  # fastest and slowest of them
+    raw_seconds_before: float  # median of the RAW_RUNS before the rebuild
+    raw_seconds_after: float  # median of the RAW_RUNS after it
     live_rows_per_s: float
     live_events_per_s: float
     raw_rows_per_s: float
@@ -137,9 +140,19 @@ RAW_RUNS = 5
 and single runs on a shared machine differed by 1.5x."""
 
 
-def _raw_copy(url: str) -> tuple[int, list[float]]:
-    """COPY the live tables' rows (read into memory first) into equal tables; the seconds of
-    each of :data:`RAW_RUNS` COPYs, fastest first."""
+@dataclass(frozen=True)
+class _RawRows:
+    """The live tables' rows, in memory, with the COPY type of each column."""
+
+    rows_of: dict[str, list[tuple[Any, ...]]]
+    types_of: dict[str, list[int]]
+
+    @property
+    def count(self) -> int:
+        return sum(len(r) for r in self.rows_of.values())
+
+
+def _read_rows(url: str) -> _RawRows:
     with connect(url) as conn:
         rows_of: dict[str, list[tuple[Any, ...]]] = {}
         types_of: dict[str, list[int]] = {}
@@ -147,8 +160,14 @@ def _raw_copy(url: str) -> tuple[int, list[float]]:
             cur = conn.execute(f"SELECT * FROM public.{table}")  # noqa: S608
             types_of[table] = [column.type_code for column in cur.description or []]
             rows_of[table] = cur.fetchall()
-        runs = sorted(_raw_copy_once(conn, rows_of, types_of) for _ in range(RAW_RUNS))
-    return sum(len(r) for r in rows_of.values()), runs
+    return _RawRows(rows_of, types_of)
+
+
+def _raw_copy(url: str, raw: _RawRows) -> list[float]:
+    """COPY ``raw`` into equal tables :data:`RAW_RUNS` times; the seconds of each, fastest
+    first."""
+    with connect(url) as conn:
+        return sorted(_raw_copy_once(conn, raw.rows_of, raw.types_of) for _ in range(RAW_RUNS))
 
 
 def _raw_copy_once(
@@ -244,35 +263,19 @@ def run(
         stored = append_history(store, events)
         live_seconds = _live(client, topology, namespace, url)
         rows = _count_rows(url)
-        raw_rows, raw_runs = _raw_copy(url)
-        assert raw_rows == rows
-    with (
-        scratch_namespace(client, "rebuild") as namespace,
-        scratch_database(database_url, "rebuild") as url,
-    ):
-        store = EventStore(client, topology, namespace, check_server=False)
-        rebuild_stored = append_history(store, rebuild_events)
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cdb.bench.project",
-                json.dumps(
-                    {
-                        "redis_url": redis_url,
-                        "database_url": url,
-                        "namespace": namespace,
-                        "jobs": jobs,
-                    }
-                ),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if child.returncode != 0:
-            raise RuntimeError(f"rebuild child failed:\n{child.stderr[-4000:]}")
-        rebuilt = json.loads(child.stdout.strip().splitlines()[-1])
+        raw = _read_rows(url)
+        assert raw.count == rows
+        delete_namespace(client, namespace)  # its memory would weigh on the rebuild's Redis
+        with (
+            scratch_namespace(client, "rebuild") as rebuild_namespace,
+            scratch_database(database_url, "rebuild") as rebuild_url,
+        ):
+            store = EventStore(client, topology, rebuild_namespace, check_server=False)
+            rebuild_stored = append_history(store, rebuild_events)
+            before = _raw_copy(url, raw)
+            rebuilt = _rebuild_in_child(redis_url, rebuild_url, rebuild_namespace, jobs)
+            after = _raw_copy(url, raw)
+    raw_runs = sorted(before + after)
     peak_kb = int(rebuilt["peak_rss_kb"])
     live_rate = rows / live_seconds
     raw_seconds = statistics.median(raw_runs)
@@ -284,6 +287,8 @@ def run(
         live_seconds=round(live_seconds, 3),
         raw_seconds=round(raw_seconds, 3),
         raw_seconds_range=(round(raw_runs[0], 3), round(raw_runs[-1], 3)),
+        raw_seconds_before=round(statistics.median(before), 3),
+        raw_seconds_after=round(statistics.median(after), 3),
         live_rows_per_s=round(live_rate, 1),
         live_events_per_s=round(stored / live_seconds, 1),
         raw_rows_per_s=round(raw_rate, 1),
@@ -297,6 +302,30 @@ def run(
         rebuild_peak_rss_mb=round(peak_kb / 1024, 1),
         rebuild_processes=jobs,
     )
+
+
+def _rebuild_in_child(redis_url: str, database_url: str, namespace: str, jobs: int) -> Any:
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdb.bench.project",
+            json.dumps(
+                {
+                    "redis_url": redis_url,
+                    "database_url": database_url,
+                    "namespace": namespace,
+                    "jobs": jobs,
+                }
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"rebuild child failed:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -207,7 +207,9 @@ def project(
     table.add_column("seconds", justify="right")
     fastest, slowest = result.raw_seconds_range
     table.add_row(
-        f"raw COPY (same rows, equal tables; median of {fastest:.2f}-{slowest:.2f} s)",
+        f"raw COPY (same rows, equal tables; median of {fastest:.2f}-{slowest:.2f} s; "
+        f"{result.raw_seconds_before:.2f} s before the rebuild, "
+        f"{result.raw_seconds_after:.2f} s after)",
         f"{result.raw_rows_per_s:,.0f}",
         "",
         f"{result.raw_seconds:.2f}",
