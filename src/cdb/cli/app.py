@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cdb.cli import helptext
 from cdb.errors import CdbError
 
 app = typer.Typer(
@@ -45,7 +46,9 @@ def _register_for(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         _register_for(sys.argv[1:] if argv is None else argv)
-        code = app(args=argv, standalone_mode=False)
+        command = typer.main.get_command(app)
+        helptext.reflow_tree(command)
+        code = command(args=argv, standalone_mode=False)
         # Without standalone mode click returns (not raises) the code of a `typer.Exit(n)`.
         if isinstance(code, int) and code != 0:
             sys.exit(code)
