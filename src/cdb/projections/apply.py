@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import itemgetter
 from typing import NamedTuple, TypeVar
 
@@ -26,8 +27,7 @@ from cdb.projections.mapping import (
     EventEnvelope,
     OrderFill,
     batch_rows,
-    orders_placed,
-    orders_reported,
+    orders_of,
 )
 
 # Errors that belong to one event (bad data, a violated constraint) rather than to the batch or
@@ -220,13 +220,21 @@ def _advanced(
     events: Sequence[tuple[Entry, EventEnvelope]],
 ) -> dict[StreamPos, Checkpoint]:
     """The checkpoints after ``fresh`` (sorted by entry id per partition) were consumed."""
-    last_at = {(e.topic, e.partition): ev.timestamp for e, ev in events}
     counts: dict[StreamPos, int] = {}
     last_id: dict[StreamPos, str] = {}
     for entry in fresh:
         pos = (entry.topic, entry.partition)
         counts[pos] = counts.get(pos, 0) + 1
         last_id[pos] = entry.entry_id
+    # The time of each partition's last decoded event: from the end, until every partition
+    # that has one was seen (a batch spans a handful of partitions, and holds thousands).
+    last_at: dict[StreamPos, datetime] = {}
+    for entry, event in reversed(events):
+        pos = (entry.topic, entry.partition)
+        if pos not in last_at:
+            last_at[pos] = event.timestamp
+            if len(last_at) == len(counts):
+                break
     advanced: dict[StreamPos, Checkpoint] = {}
     for pos, count in counts.items():
         before = current.get(pos, Checkpoint())
@@ -320,9 +328,7 @@ def _prior_fills(
     for those the table holds; and the ids looked up."""
     if "orders" not in definition.tables:
         return {}, set()
-    ids = orders_reported(events)
-    if placed:
-        ids |= orders_placed(events)
+    ids = orders_of(events, placed=placed)
     if not ids:
         return {}, ids
     rows = conn.execute(

@@ -40,6 +40,12 @@ class TableFold:
     combine: Combine
     event_keys: bool = False  # the key is the id of the event the row comes from
 
+    def __post_init__(self) -> None:
+        # An event's row is written by that event alone and never changes: one insert-only
+        # op (see fold_new_keys, which writes such rows as they are).
+        if self.event_keys and len(self.ops) != 1:
+            raise ValueError(f"fold of {self.table}: an event-keyed table has exactly one op")
+
 
 def _coalesce(first: Any, second: Any) -> Any:
     return first if first is not None else second
@@ -132,6 +138,12 @@ def fold_new_keys(
         for column, type_ in zip(statement.columns, statement.types, strict=True)
     }
     for fold in folds:
+        if fold.event_keys and not isolate:
+            # Keyed by event id: held only if that event was applied already, which the
+            # checkpoint prevents; so written without looking. A held key aborts the
+            # transaction, and the caller applies the batch again with ``isolate`` (below).
+            _write_event_rows(conn, definition, schema, fold=fold, rows=rows, types=types)
+            continue
         by_key: dict[Any, dict[str, Row]] = {}
         for op in fold.ops:
             for row in rows.get(op, ()):
@@ -140,12 +152,7 @@ def fold_new_keys(
             continue
         table = f"{quote_ident(schema)}.{quote_ident(fold.table)}"
         done = None
-        if fold.event_keys and not isolate:
-            # Keyed by event id: held only if that event was applied already, which the
-            # checkpoint prevents; so COPY without looking. A held key aborts the transaction,
-            # and the caller applies the batch again with ``isolate`` (below).
-            done = _copy_folded(conn, fold, table, by_key, held=set(), types=types)
-        elif fold.event_keys:
+        if fold.event_keys:
             # The same, in a savepoint: if a key was held, look them up and COPY the others.
             try:
                 with conn.transaction():
@@ -171,6 +178,24 @@ def fold_new_keys(
                     rows[op] = [row for row in rows[op] if row[fold.key] not in done]
 
 
+def _write_event_rows(
+    conn: psycopg.Connection,
+    definition: Definition,
+    schema: str,
+    *,
+    fold: TableFold,
+    rows: dict[str, list[Row]],
+    types: Mapping[str, str],
+) -> None:
+    """The rows of a table keyed by event id (one insert-only op: trades, alerts, snapshots),
+    outside a savepoint: unique per key already (``batch_rows`` merges by key) and the table's
+    rows as they are, so they go in without being grouped by key."""
+    (op,) = fold.ops
+    if op_rows := rows.pop(op, None):
+        table = f"{quote_ident(schema)}.{quote_ident(fold.table)}"
+        _write(conn, table, definition.statement(op).columns, op_rows, types)
+
+
 def _copy_folded(
     conn: psycopg.Connection,
     fold: TableFold,
@@ -191,24 +216,35 @@ def _copy_folded(
             folded.setdefault(tuple(combined), []).append(combined)
             done.add(key)
     for columns, group in folded.items():
-        names = ", ".join(quote_ident(c) for c in columns)
-        values = row_values(columns)
-        if len(group) <= FEW_ROWS:
-            # A live batch folds a handful of rows: one INSERT is one round trip where a COPY
-            # takes two, and a small batch's time is mostly round trips. No casts: parameters
-            # take the target columns' types (a JSON text into jsonb too).
-            one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-            conn.execute(
-                f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
-                f"{', '.join([one_row] * len(group))}",
-                [value for row in group for value in values(row)],
-            )
-            continue
-        with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            copy.set_types([types[c] for c in columns])
-            for row in group:
-                copy.write_row(values(row))
+        _write(conn, table, columns, group, types)
     return done
+
+
+def _write(
+    conn: psycopg.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    group: list[Row],
+    types: Mapping[str, str],
+) -> None:
+    """Insert rows that all have ``columns``: COPY, or one INSERT for a few."""
+    names = ", ".join(quote_ident(c) for c in columns)
+    values = row_values(columns)
+    if len(group) <= FEW_ROWS:
+        # A live batch folds a handful of rows: one INSERT is one round trip where a COPY
+        # takes two, and a small batch's time is mostly round trips. No casts: parameters
+        # take the target columns' types (a JSON text into jsonb too).
+        one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        conn.execute(
+            f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608
+            f"{', '.join([one_row] * len(group))}",
+            [value for row in group for value in values(row)],
+        )
+        return
+    with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        copy.set_types([types[c] for c in columns])
+        for row in group:
+            copy.write_row(values(row))
 
 
 def row_values(columns: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:

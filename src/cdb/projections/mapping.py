@@ -69,6 +69,8 @@ _ORDER_STATUS = {
     OrderStatus.CANCELLED: "cancelled",
     OrderStatus.REJECTED: "rejected",
 }
+_FILL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED})
+_ZERO = Decimal(0)
 _POSITION_SIDE = {PositionSide.LONG: "long", PositionSide.SHORT: "short", PositionSide.FLAT: "none"}
 
 
@@ -219,9 +221,9 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
             },
         )
     )
-    after = OrderFill(filled=report.filled_quantity, fees=report.fee)
+    after = OrderFill(report.filled_quantity, report.fee)
     size = report.filled_quantity - before.filled
-    if report.status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED) and size > 0:
+    if report.status in _FILL_STATUSES and size > 0:
         if report.price is None:
             raise ContractError(
                 "OrderResultV1", [("price", None, f"a {report.status} report needs a price")]
@@ -245,7 +247,7 @@ def result_rows(event: EventEnvelope, before: OrderFill) -> tuple[list[OpRow], O
                     "execution_price": report.price,
                     "target_price": report.target_price,
                     "slippage_bps": slip,
-                    "fees": max(report.fee - before.fees, Decimal(0)),
+                    "fees": max(report.fee - before.fees, _ZERO),
                     "timestamp": report.timestamp,
                     "exchange": EXCHANGE,
                     "metadata": (
@@ -414,22 +416,17 @@ OP_ROLES: dict[str, Role] = {
 }
 
 
-def orders_reported(events: Iterable[EventEnvelope]) -> set[str]:
-    """Order ids whose execution reports are in ``events`` (their prior fill is needed)."""
+def orders_of(events: Iterable[EventEnvelope], *, placed: bool) -> set[str]:
+    """Order ids whose execution reports are in ``events`` (their prior fill is needed) and,
+    with ``placed``, those the events place; one pass over a batch."""
     ids: set[str] = set()
     for event in events:
-        if event.event_type in RESULT_TYPES:
+        event_type = event.event_type
+        if event_type in RESULT_TYPES:
             ids.add(_payload(event, OrderResultV1).order_id)
+        elif placed and event_type is EventType.ORDER_PLACED:
+            ids.add(_payload(event, OrderV1).order_id)
     return ids
-
-
-def orders_placed(events: Iterable[EventEnvelope]) -> set[str]:
-    """Order ids placed by ``events``."""
-    return {
-        _payload(event, OrderV1).order_id
-        for event in events
-        if event.event_type is EventType.ORDER_PLACED
-    }
 
 
 def batch_rows(
@@ -473,13 +470,22 @@ def batch_rows(
 _NO_FILL = OrderFill()
 
 
+# Per op, what a split build checks of its rows (see _check_own_keys): the key column, and
+# whether it must be the event's id (else the aggregate's); None for a stub, which is not
+# checked. Looked up once per row of a rebuild, so precomputed.
+_OWN_KEY: dict[str, tuple[str, bool] | None] = {
+    op: None if role == "stub" else (OP_KEYS[op], role == "event") for op, role in OP_ROLES.items()
+}
+
+
 def _check_own_keys(event: EventEnvelope, pairs: Sequence[tuple[str, Row]]) -> None:
     for op, row in pairs:
-        role = OP_ROLES[op]
-        if role == "stub":
+        check = _OWN_KEY[op]
+        if check is None:
             continue
-        key = row[OP_KEYS[op]]
-        own = aggregate_id(event.stream_id) if role == "aggregate" else str(event.event_id)
+        column, by_event = check
+        key = row[column]
+        own = str(event.event_id) if by_event else aggregate_id(event.stream_id)
         if key != own:
             raise SplitUnsafeError(event.stream_id, str(event.event_id), op, str(key))
 
