@@ -470,22 +470,13 @@ def batch_rows(
 _NO_FILL = OrderFill()
 
 
-# Per op, what a split build checks of its rows (see _check_own_keys): the key column, and
-# whether it must be the event's id (else the aggregate's); None for a stub, which is not
-# checked. Looked up once per row of a rebuild, so precomputed.
-_OWN_KEY: dict[str, tuple[str, bool] | None] = {
-    op: None if role == "stub" else (OP_KEYS[op], role == "event") for op, role in OP_ROLES.items()
-}
-
-
 def _check_own_keys(event: EventEnvelope, pairs: Sequence[tuple[str, Row]]) -> None:
     for op, row in pairs:
-        check = _OWN_KEY[op]
-        if check is None:
+        role = OP_ROLES[op]
+        if role == "stub":
             continue
-        column, by_event = check
-        key = row[column]
-        own = str(event.event_id) if by_event else aggregate_id(event.stream_id)
+        key = row[OP_KEYS[op]]
+        own = aggregate_id(event.stream_id) if role == "aggregate" else str(event.event_id)
         if key != own:
             raise SplitUnsafeError(event.stream_id, str(event.event_id), op, str(key))
 

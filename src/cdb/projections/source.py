@@ -11,10 +11,10 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple
-from zlib import crc32
 
 import redis
 
+from cdb.eventstore.codec import FIELDS
 from cdb.eventstore.keys import Keys
 from cdb.eventstore.topology import Topology
 from cdb.projections.apply import Entry
@@ -214,39 +214,24 @@ def read_pages(
     for pos, after, until in wanted:
         pipe.xrange(keys.topic(*pos), f"({after}", until, count=count)
     replies: list[Any] = pipe.execute()
-    index, parts = part if part is not None else (0, 0)
     pages: list[Page] = []
     for (pos, _, _), reply in zip(wanted, replies, strict=True):
         rows = reply or []
         topic, partition = pos
         entries: list[Entry] = []
-        append = entries.append
-        # Per entry read, so kept lean: most entries are a part's to skip or to keep as they
-        # are, with ``s`` third of the six fields as the store writes them (the general
-        # lookup is for anything else).
         for entry_id, flat in rows:
-            if parts:
-                stream = (
-                    flat[5]
-                    if len(flat) > _S_VALUE and flat[_S_NAME] == b"s"
-                    else _stream_field(flat)
-                )
-                if type(stream) is bytes:
-                    if crc32(stream) % parts != index:
-                        continue
-                elif part_of_stream(stream, parts) != index:
-                    continue
+            if part is not None and part_of_stream(_stream_field(flat), part[1]) != part[0]:
+                continue
             items = iter(flat or ())
             fields = dict(zip(items, items, strict=False))
-            append(Entry(topic, partition, _text(entry_id), fields))
+            entries.append(Entry(topic, partition, _text(entry_id), fields))
         pages.append(Page(entries, len(rows), _text(rows[-1][0]) if rows else None))
     return pages
 
 
-# Where the name and the value of field ``s`` sit in an entry's flat field list as the store
-# writes it (``id, n, s, t, v, d``).
-_S_NAME = 4
-_S_VALUE = 5
+# Where the name and the value of field ``s`` sit in a flat field list as the store writes it.
+_S_NAME = 2 * FIELDS.index("s")
+_S_VALUE = _S_NAME + 1
 
 
 _RAW: weakref.WeakKeyDictionary[redis.Redis, redis.Redis] = weakref.WeakKeyDictionary()
@@ -271,6 +256,9 @@ def _stream_field(flat: Sequence[bytes | str] | None) -> bytes | str | None:
     """The value of field ``s`` (the aggregate stream id) in a flat field list."""
     if not flat:
         return None
+    # A split part calls this for every entry it reads: where the store writes ``s`` first.
+    if len(flat) > _S_VALUE and flat[_S_NAME] == b"s":
+        return flat[_S_VALUE]
     for name in (b"s", "s"):
         start = 0
         while True:
